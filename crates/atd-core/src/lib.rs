@@ -1,0 +1,17 @@
+//! Shared core of atd-web: the weights-file contract, image preprocessing, OOD metrics and
+//! dataset readers. No Burn and no wgpu, so it builds for wasm32 and every crate can use it.
+
+pub mod card;
+pub mod data;
+pub mod metrics;
+pub mod preprocess;
+pub mod weights;
+mod zip;
+
+pub use card::ModelCard;
+pub use weights::{NamedTensor, Weights, WeightsError};
+
+/// Side of the square model input (CIFAR resolution).
+pub const IMAGE_SIZE: usize = 32;
+/// Values in one CHW model input.
+pub const IMAGE_VALUES: usize = 3 * IMAGE_SIZE * IMAGE_SIZE;

@@ -1,0 +1,227 @@
+//! Turning any image file into the model input: decode (PNG, JPEG, WebP, GIF, BMP; any size,
+//! grayscale, alpha, 16-bit), composite transparency over white, center-crop to a square on the
+//! short side, area-resize to 32x32, and lay out as CHW f32 in [0, 1].
+
+use image::{DynamicImage, ImageReader};
+
+use crate::{IMAGE_SIZE, IMAGE_VALUES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("empty file: no image data")]
+    Empty,
+    #[error("not a supported image (PNG, JPEG, WebP, GIF or BMP): {0}")]
+    Unsupported(String),
+    #[error("could not decode the image: {0}")]
+    Decode(String),
+}
+
+/// Longest side accepted by the decoder; larger files are rejected rather than exhausting memory.
+pub const MAX_SIDE: u32 = 16_384;
+
+/// Decode image bytes of any supported format.
+pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(ImageError::Unsupported("unknown file signature".into()));
+    }
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    reader.decode().map_err(|e| match e {
+        image::ImageError::Unsupported(u) => ImageError::Unsupported(u.to_string()),
+        other => ImageError::Decode(other.to_string()),
+    })
+}
+
+/// Decode and preprocess in one step.
+pub fn image_to_input(bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
+    Ok(to_input(&decode(bytes)?))
+}
+
+/// Preprocess a decoded image into a CHW [0,1] 3x32x32 input.
+pub fn to_input(img: &DynamicImage) -> Vec<f32> {
+    let rgba = img.to_rgba32f();
+    let (w, h) = (rgba.width() as usize, rgba.height() as usize);
+    // Composite over white so transparent regions have a defined colour.
+    let mut planes = vec![vec![0f32; w * h]; 3];
+    for (i, p) in rgba.pixels().enumerate() {
+        let a = p.0[3].clamp(0.0, 1.0);
+        for c in 0..3 {
+            planes[c][i] = p.0[c].clamp(0.0, 1.0) * a + (1.0 - a);
+        }
+    }
+    let side = w.min(h);
+    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
+    let mut out = Vec::with_capacity(IMAGE_VALUES);
+    for plane in &planes {
+        out.extend(area_resize_square(plane, w, x0, y0, side, IMAGE_SIZE));
+    }
+    // Weighted sums of values in [0,1] can round a hair outside it.
+    out.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+    out
+}
+
+/// Area-average the `side`x`side` window at (x0, y0) of a `stride`-wide plane down (or up) to
+/// `n`x`n`: every output pixel is the mean of the source area it covers, with fractional
+/// weights at the edges (Pillow's BOX filter, OpenCV's INTER_AREA).
+fn area_resize_square(plane: &[f32], stride: usize, x0: usize, y0: usize, side: usize, n: usize) -> Vec<f32> {
+    let weights = area_weights(side, n);
+    // Rows first (horizontal pass), then columns.
+    let mut horizontal = vec![0f32; side * n];
+    for y in 0..side {
+        let row = &plane[(y0 + y) * stride + x0..][..side];
+        for (ox, taps) in weights.iter().enumerate() {
+            horizontal[y * n + ox] = taps.iter().map(|&(i, w)| row[i] * w).sum();
+        }
+    }
+    let mut out = vec![0f32; n * n];
+    for (oy, taps) in weights.iter().enumerate() {
+        for ox in 0..n {
+            out[oy * n + ox] = taps.iter().map(|&(i, w)| horizontal[i * n + ox] * w).sum();
+        }
+    }
+    out
+}
+
+/// For each of `n` output cells, the source indices it overlaps and their normalised weights.
+fn area_weights(src: usize, n: usize) -> Vec<Vec<(usize, f32)>> {
+    let scale = src as f64 / n as f64;
+    (0..n)
+        .map(|o| {
+            let (start, end) = (o as f64 * scale, (o + 1) as f64 * scale);
+            let mut taps = Vec::new();
+            let mut i = start.floor() as usize;
+            while (i as f64) < end && i < src {
+                let overlap = (end.min(i as f64 + 1.0) - start.max(i as f64)).max(0.0);
+                if overlap > 0.0 {
+                    taps.push((i, (overlap / scale) as f32));
+                }
+                i += 1;
+            }
+            taps
+        })
+        .collect()
+}
+
+/// Convert a CHW [0,1] input back to interleaved RGB bytes (rounded), e.g. to write a PNG.
+pub fn input_to_rgb8(input: &[f32]) -> Vec<u8> {
+    let hw = IMAGE_SIZE * IMAGE_SIZE;
+    assert_eq!(input.len(), 3 * hw, "a 3x32x32 input");
+    (0..hw).flat_map(|i| (0..3).map(move |c| (input[c * hw + i].clamp(0.0, 1.0) * 255.0).round() as u8)).collect()
+}
+
+/// Convert CHW bytes (the CIFAR record layout) to a CHW [0,1] input.
+pub fn chw_bytes_to_input(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&b| b as f32 / 255.0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, ImageFormat, Luma, LumaA, Rgb, Rgba};
+
+    fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    fn assert_valid(input: &[f32]) {
+        assert_eq!(input.len(), IMAGE_VALUES);
+        assert!(input.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn one_pixel_image_fills_the_input() {
+        let img = DynamicImage::ImageRgb8(ImageBuffer::from_pixel(1, 1, Rgb([255, 0, 51])));
+        let x = image_to_input(&encode(img, ImageFormat::Png)).unwrap();
+        assert_valid(&x);
+        let hw = IMAGE_SIZE * IMAGE_SIZE;
+        assert!(x[..hw].iter().all(|&v| v == 1.0));
+        assert!(x[hw..2 * hw].iter().all(|&v| v == 0.0));
+        assert!(x[2 * hw..].iter().all(|&v| (v - 0.2).abs() < 1e-6));
+    }
+
+    #[test]
+    fn wide_image_is_center_cropped_then_area_averaged() {
+        // 4000x300: left and right thirds black, the middle 300 columns hold a left-white /
+        // right-black split, so the crop is exactly that window and the output splits at 16.
+        let img = ImageBuffer::from_fn(4000, 300, |x, _| {
+            let v = if (1850..2000).contains(&x) { 255u8 } else { 0 };
+            Rgb([v, v, v])
+        });
+        let x = image_to_input(&encode(DynamicImage::ImageRgb8(img), ImageFormat::Png)).unwrap();
+        assert_valid(&x);
+        for col in 0..IMAGE_SIZE {
+            let v = x[5 * IMAGE_SIZE + col];
+            assert_eq!(v, if col < 16 { 1.0 } else { 0.0 }, "column {col}");
+        }
+    }
+
+    #[test]
+    fn area_resize_averages_with_fractional_weights() {
+        // 3 -> 2: output 0 covers source [0, 1.5), output 1 covers [1.5, 3).
+        let w = area_weights(3, 2);
+        assert_eq!(w[0], vec![(0, 2.0 / 3.0), (1, 1.0 / 3.0)]);
+        assert_eq!(w[1], vec![(1, 1.0 / 3.0), (2, 2.0 / 3.0)]);
+        let plane = [0.0, 0.3, 0.9, 0.0, 0.3, 0.9, 0.0, 0.3, 0.9];
+        let out = area_resize_square(&plane, 3, 0, 0, 3, 2);
+        assert!((out[0] - 0.1).abs() < 1e-6 && (out[1] - 0.7).abs() < 1e-6, "{out:?}");
+    }
+
+    #[test]
+    fn grayscale_alpha_and_sixteen_bit() {
+        let gray = DynamicImage::ImageLuma8(ImageBuffer::from_pixel(40, 40, Luma([128u8])));
+        let x = image_to_input(&encode(gray, ImageFormat::Png)).unwrap();
+        assert!(x.iter().all(|&v| (v - 128.0 / 255.0).abs() < 1e-6));
+
+        // Fully transparent pixels become white; half-transparent black becomes mid grey.
+        let la = DynamicImage::ImageLumaA8(ImageBuffer::from_fn(32, 32, |x, _| LumaA([0u8, if x < 16 { 0 } else { 255 }])));
+        let x = image_to_input(&encode(la, ImageFormat::Png)).unwrap();
+        assert_eq!((x[0], x[20]), (1.0, 0.0));
+        let half = DynamicImage::ImageRgba8(ImageBuffer::from_pixel(8, 8, Rgba([0u8, 0, 0, 128])));
+        let x = image_to_input(&encode(half, ImageFormat::Png)).unwrap();
+        assert!((x[0] - (1.0 - 128.0 / 255.0)).abs() < 1e-6);
+
+        let deep = DynamicImage::ImageRgb16(ImageBuffer::from_pixel(33, 31, Rgb([65535u16, 32768, 0])));
+        let x = image_to_input(&encode(deep, ImageFormat::Png)).unwrap();
+        assert_valid(&x);
+        assert_eq!(x[0], 1.0);
+        assert!((x[IMAGE_SIZE * IMAGE_SIZE] - 32768.0 / 65535.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn every_supported_format_decodes() {
+        let img = DynamicImage::ImageRgb8(ImageBuffer::from_fn(50, 20, |x, y| Rgb([x as u8 * 5, y as u8 * 10, 7])));
+        for format in [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Gif, ImageFormat::Bmp, ImageFormat::WebP] {
+            let bytes = encode(img.clone(), format);
+            assert_valid(&image_to_input(&bytes).unwrap_or_else(|e| panic!("{format:?}: {e}")));
+        }
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        assert!(matches!(image_to_input(b""), Err(ImageError::Empty)));
+        assert!(matches!(image_to_input(b"hello, this is text"), Err(ImageError::Unsupported(_))));
+        let png = encode(DynamicImage::ImageRgb8(ImageBuffer::from_pixel(64, 64, Rgb([1u8, 2, 3]))), ImageFormat::Png);
+        let err = image_to_input(&png[..png.len() / 2]).unwrap_err();
+        assert!(matches!(err, ImageError::Decode(_)), "{err}");
+    }
+
+    #[test]
+    fn round_trip_to_bytes() {
+        let bytes: Vec<u8> = (0..IMAGE_VALUES).map(|i| (i % 256) as u8).collect();
+        let x = chw_bytes_to_input(&bytes);
+        let rgb = input_to_rgb8(&x);
+        assert_eq!(rgb[0], bytes[0]);
+        assert_eq!(rgb[1], bytes[IMAGE_SIZE * IMAGE_SIZE]);
+        assert_eq!(rgb[5], bytes[2 * IMAGE_SIZE * IMAGE_SIZE + 1]);
+    }
+}
