@@ -311,14 +311,14 @@ impl ModelCard {
         }
         if let (Some(b), Some(c)) = (&self.baselines, self.classifier) {
             if b.mahalanobis {
-                t.push(("baselines.class_means".into(), vec![c, f]));
-                t.push(("baselines.class_precision".into(), vec![f, f]));
-                t.push(("baselines.background_mean".into(), vec![f]));
-                t.push(("baselines.background_precision".into(), vec![f, f]));
+                t.push(("baselines.mahalanobis.class_means".into(), vec![c, f]));
+                t.push(("baselines.mahalanobis.class_precision".into(), vec![f, f]));
+                t.push(("baselines.mahalanobis.background_mean".into(), vec![f]));
+                t.push(("baselines.mahalanobis.background_precision".into(), vec![f, f]));
             }
             if b.openmax.is_some() {
-                t.push(("baselines.openmax_mav".into(), vec![c, c]));
-                t.push(("baselines.openmax_weibull".into(), vec![c, 3]));
+                t.push(("baselines.openmax.mav".into(), vec![c, c]));
+                t.push(("baselines.openmax.weibull".into(), vec![c, 3]));
             }
         }
         t

@@ -1,1 +1,133 @@
-fn main(){}
+//! The `atd` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use atd_train::{Backend, Detector, Model, batches, model::to_vec};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "atd", version, about = "Adversarially trained discriminators for robust OOD detection")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the model card of a weights file (architecture, classes, thresholds, recipe, metrics).
+    Info {
+        weights: PathBuf,
+        /// Print the raw JSON card instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score images of any size and format with every detector the weights file holds.
+    Score {
+        weights: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Info { weights, json } => info(&weights, json),
+        Command::Score { weights, images, backend } => score(&weights, &images, backend),
+    }
+}
+
+fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let weights = atd_core::Weights::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    let card = &weights.card;
+    if json {
+        println!("{}", serde_json::to_string_pretty(card)?);
+        return Ok(());
+    }
+    let e = &card.extractor;
+    let params: usize = weights.tensors.values().map(|t| t.data.len()).sum();
+    println!("file:          {} ({} KiB, {} tensors, {params} values)", path.display(), bytes.len() / 1024, weights.tensors.len());
+    println!("format:        {}", card.format);
+    println!(
+        "extractor:     pre-activation ResNet, widths {:?}, blocks {:?}, {:?}, {:?} shortcut, {:?} padding, feature dim {}",
+        e.widths, e.blocks, e.activation, e.shortcut, e.padding, e.feature_dim()
+    );
+    println!("               input mean {:?}, std {:?}", e.input_mean, e.input_std);
+    match card.classifier {
+        Some(c) => println!("classifier:    {c} classes: {}", card.class_names.join(", ")),
+        None => println!("classifier:    none"),
+    }
+    match &card.discriminator {
+        Some(d) => println!("discriminator: widths {:?}, LeakyReLU slope {}", d.widths, d.slope),
+        None => println!("discriminator: none"),
+    }
+    if let Some(g) = &card.generator {
+        println!("generator:     noise {} -> widths {:?}", g.noise_dim, g.widths);
+    }
+    if let Some(b) = &card.baselines {
+        println!("baselines:     mahalanobis {}, openmax {}", b.mahalanobis, b.openmax.is_some());
+    }
+    for (detector, t) in &card.thresholds {
+        println!("threshold:     {detector} = {t} (95% TPR on in-distribution test data)");
+    }
+    if !card.training.is_null() {
+        println!("training:      {}", serde_json::to_string_pretty(&card.training)?);
+    }
+    if !card.metrics.is_null() {
+        println!("metrics:       {}", serde_json::to_string_pretty(&card.metrics)?);
+    }
+    Ok(())
+}
+
+fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
+    let device = backend.device()?;
+    let model = Model::load(path, &device)?.valid();
+    let detectors = model.detectors();
+    anyhow::ensure!(!detectors.is_empty() || model.card.classifier.is_some(), "the weights file holds no detector and no classifier");
+    let mut inputs = Vec::new();
+    for image in images {
+        let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+        inputs.push(atd_core::preprocess::image_to_input(&bytes).with_context(|| format!("image {}", image.display()))?);
+    }
+    let x = batches::inputs_tensor(&inputs, &device);
+    let columns: Vec<(Detector, Vec<f32>)> = detectors.iter().map(|&d| (d, to_vec(model.score(d, x.clone())))).collect();
+    let classes = model.card.classifier.map(|c| {
+        let logits = to_vec(model.logits(x.clone()));
+        logits.chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0).collect::<Vec<_>>()
+    });
+    let mut header = String::from("image");
+    for (d, _) in &columns {
+        header += &format!("\t{}", d.name());
+    }
+    if classes.is_some() {
+        header += "\tclass";
+    }
+    println!("{header}");
+    for (i, image) in images.iter().enumerate() {
+        let mut line = image.display().to_string();
+        for (d, s) in &columns {
+            let verdict = match model.card.thresholds.get(d.name()) {
+                Some(&t) if s[i] >= t => " (in)",
+                Some(_) => " (OUT)",
+                None => "",
+            };
+            line += &format!("\t{:.4}{verdict}", s[i]);
+        }
+        if let Some(classes) = &classes {
+            let c = classes[i];
+            line += &format!("\t{}", model.card.class_names.get(c).cloned().unwrap_or_else(|| c.to_string()));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! ATD on Burn: the models, end-to-end PGD, the detectors and their baselines, and the weights
+//! contract with `atd-core`. The `atd` binary drives it.
+
+pub mod batches;
+pub mod detectors;
+pub mod fit;
+pub mod io;
+pub mod model;
+pub mod pgd;
+pub mod rng;
+
+pub use detectors::Detector;
+pub use model::Model;
+pub use pgd::{PgdConfig, pgd};
+
+use burn::tensor::Device;
+
+/// Which Burn backend to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Backend {
+    /// Burn's flex CPU backend (the default; what tests use).
+    Cpu,
+    /// Burn's wgpu backend on the first GPU (needs the `wgpu` cargo feature).
+    Wgpu,
+}
+
+impl Backend {
+    pub fn device(self) -> anyhow::Result<Device> {
+        match self {
+            Backend::Cpu => Ok(Device::flex()),
+            #[cfg(feature = "wgpu")]
+            Backend::Wgpu => Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)),
+            #[cfg(not(feature = "wgpu"))]
+            Backend::Wgpu => anyhow::bail!("this build has no wgpu backend: rebuild with `--features wgpu`"),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! PGD and the detectors' input gradients.
+
+mod common;
+
+use atd_core::card::{Activation, ExtractorSpec};
+use atd_train::model::{tensor_from, to_vec};
+use atd_train::pgd::{PgdConfig, input_gradient, pgd};
+use atd_train::rng::Rng;
+use atd_train::{Detector, Model};
+use burn::tensor::Tensor;
+use common::*;
+
+fn smooth_extractor() -> ExtractorSpec {
+    // Swish keeps the score smooth, so central differences are meaningful.
+    ExtractorSpec { activation: Activation::Swish, ..ExtractorSpec::tiny() }
+}
+
+#[test]
+fn pgd_stays_inside_the_eps_ball_and_the_image_box() {
+    let model = random_model(full_card(ExtractorSpec::tiny(), 3), 11).valid();
+    let device = device();
+    let x = random_images(6, 5, &device);
+    for (d, eps, restarts) in [(Detector::Atd, 8.0 / 255.0, 1), (Detector::Msp, 16.0 / 255.0, 2), (Detector::Rmd, 0.5, 1)] {
+        let cfg = PgdConfig { restarts, seed: 3, ..PgdConfig::new(eps, 5) };
+        let objective = |x: Tensor<4>| model.score_logit(d, x).neg();
+        let adv = to_vec(pgd(&objective, &x, &cfg, |_, _| {}).adversarial);
+        let clean = to_vec(x.clone());
+        let worst = adv.iter().zip(&clean).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
+        assert!(worst <= eps * (1.0 + 1e-6), "{d:?}: |delta| = {worst} > eps = {eps}");
+        assert!(worst >= 0.5 * eps, "{d:?}: the attack barely moved ({worst})");
+        assert!(adv.iter().all(|v| (0.0..=1.0).contains(v)), "{d:?}: left [0,1]");
+    }
+}
+
+/// Central differences along random directions against the analytic directional derivative.
+fn check_gradient(model: &Model, d: Detector, seed: u64) {
+    let device = device();
+    let x = random_images(2, seed, &device).clamp(0.05, 0.95); // stay off the box edges
+    let objective = |x: Tensor<4>| model.score_logit(d, x);
+    let g = to_vec(input_gradient(&objective, &x));
+    assert!(g.iter().any(|v| *v != 0.0), "{d:?}: zero input gradient");
+    let mut rng = Rng::new(seed);
+    for _ in 0..3 {
+        // A random direction tilted towards the gradient, so the derivative along it is well above
+        // f32 noise even where the score is flat in most directions.
+        let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
+        let tilt = (g.len() as f32).sqrt() / norm;
+        let dir: Vec<f32> = g.iter().map(|gi| rng.normal() + gi * tilt).collect();
+        let analytic: f32 = g.iter().zip(&dir).map(|(a, b)| a * b).sum();
+        assert!(analytic.abs() > 1e-3, "{d:?}: directional derivative {analytic} too small to check");
+        let central = |h: f32| {
+            let step = tensor_from(dir.iter().map(|v| v * h).collect(), x.dims(), &device);
+            let plus: f32 = to_vec(model.score_logit(d, x.clone() + step.clone())).iter().sum();
+            let minus: f32 = to_vec(model.score_logit(d, x.clone() - step)).iter().sum();
+            (plus - minus) / (2.0 * h)
+        };
+        // A step that moves the score by about 0.005: far above f32 rounding, small enough to stay
+        // linear; Richardson extrapolation then cancels the O(h^2) error of central differences.
+        let h = (0.005 / analytic.abs()).clamp(1e-4, 1e-3);
+        let numeric = (4.0 * central(h / 2.0) - central(h)) / 3.0;
+        let tol = 0.02 * analytic.abs().max(numeric.abs()) + 1e-4;
+        assert!((numeric - analytic).abs() <= tol, "{d:?}: finite difference {numeric} vs gradient {analytic}");
+    }
+}
+
+#[test]
+fn every_detector_gradient_matches_finite_differences() {
+    let model = random_model(full_card(smooth_extractor(), 3), 21).valid();
+    for (i, d) in Detector::ALL.into_iter().enumerate() {
+        check_gradient(&model, d, 100 + i as u64);
+    }
+}
+
+#[test]
+fn restarts_never_lose_to_a_single_run() {
+    let model = random_model(full_card(ExtractorSpec::tiny(), 3), 4).valid();
+    let x = random_images(8, 9, &device());
+    let objective = |x: Tensor<4>| model.score_logit(Detector::Atd, x).neg();
+    let one = to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
+    let three = to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, restarts: 3, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
+    assert!(one.iter().zip(&three).all(|(a, b)| b >= a), "{one:?} vs {three:?}");
+}
