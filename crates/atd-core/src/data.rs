@@ -110,7 +110,7 @@ pub fn parse_cifar_bin(path: &Path, bytes: &[u8], label_bytes: LabelBytes) -> Re
 /// sorted top-level folder names; images of any size and format are preprocessed to 32x32.
 /// `on_image` is called after each decoded image (for progress bars).
 pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) -> Result<ImageSet, DataError> {
-    let mut files: Vec<(String, String)> = Vec::new(); // (class, key), key = entry name or file path
+    let mut files: Vec<(String, String, usize)> = Vec::new(); // (class, file path or entry name, entry index)
     let archive = if path.is_dir() {
         for class_dir in std::fs::read_dir(path).map_err(|source| DataError::Io { path: path.into(), source })? {
             let class_dir = class_dir.map_err(|source| DataError::Io { path: path.into(), source })?.path();
@@ -121,7 +121,7 @@ pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) ->
             for f in std::fs::read_dir(&class_dir).map_err(|source| DataError::Io { path: class_dir.clone(), source })? {
                 let f = f.map_err(|source| DataError::Io { path: class_dir.clone(), source })?.path();
                 if f.is_file() {
-                    files.push((class.clone(), f.to_string_lossy().into_owned()));
+                    files.push((class.clone(), f.to_string_lossy().into_owned(), 0));
                 }
             }
         }
@@ -129,10 +129,10 @@ pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) ->
     } else {
         let bytes = read_file(path)?;
         let list = zip::entries(&bytes).map_err(|e| invalid(path, e.to_string()))?;
-        for e in &list {
+        for (index, e) in list.iter().enumerate() {
             if let Some((class, rest)) = e.name.split_once('/') {
                 if !rest.is_empty() && !rest.contains('/') {
-                    files.push((class.to_string(), e.name.clone()));
+                    files.push((class.to_string(), e.name.clone(), index));
                 }
             }
         }
@@ -142,16 +142,13 @@ pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) ->
     if files.is_empty() {
         return Err(invalid(path, "no images found in <class>/<image> layout"));
     }
-    let mut class_names: Vec<String> = files.iter().map(|(c, _)| c.clone()).collect();
+    let mut class_names: Vec<String> = files.iter().map(|(c, _, _)| c.clone()).collect();
     class_names.dedup();
     let mut set = ImageSet { pixels: Vec::with_capacity(files.len() * IMAGE_VALUES), labels: vec![], class_names };
-    for (i, (class, key)) in files.iter().enumerate() {
+    for (i, (class, key, index)) in files.iter().enumerate() {
         let bytes = match &archive {
             None => read_file(Path::new(key))?,
-            Some((zip_bytes, list)) => {
-                let entry = list.iter().find(|e| &e.name == key).expect("listed above");
-                zip::read(zip_bytes, entry).map_err(|e| invalid(path, e.to_string()))?
-            }
+            Some((zip_bytes, list)) => zip::read(zip_bytes, &list[*index]).map_err(|e| invalid(path, e.to_string()))?,
         };
         let input = preprocess::image_to_input(&bytes).map_err(|e| invalid(path, format!("entry {key:?}: {e}")))?;
         set.pixels.extend(input.iter().map(|v| (v * 255.0).round() as u8));

@@ -115,7 +115,11 @@ impl Model {
 
     /// The reported score: a probability for ATD, MSP and OpenMax, a negated distance for MD/RMD.
     pub fn score(&self, detector: Detector, x: Tensor<4>) -> Tensor<1> {
-        let z = self.score_logit(detector, x);
+        self.score_from_features(detector, self.features(x))
+    }
+
+    pub fn score_from_features(&self, detector: Detector, f: Tensor<2>) -> Tensor<1> {
+        let z = self.score_logit_from_features(detector, f);
         match detector {
             Detector::Atd => sigmoid(z),
             Detector::Msp | Detector::Openmax => z.exp(),

@@ -89,22 +89,47 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Images decoded and scored at a time.
+const SCORE_BATCH: usize = 64;
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{elapsed_precise} < {eta_precise}, {per_sec}]")
+            .expect("valid template"),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
 fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
     let device = backend.device()?;
     let model = Model::load(path, &device)?.valid();
     let detectors = model.detectors();
     anyhow::ensure!(!detectors.is_empty() || model.card.classifier.is_some(), "the weights file holds no detector and no classifier");
-    let mut inputs = Vec::new();
-    for image in images {
-        let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-        inputs.push(atd_core::preprocess::image_to_input(&bytes).with_context(|| format!("image {}", image.display()))?);
+    let bar = progress_bar(images.len() as u64, "scoring");
+    let mut columns: Vec<(Detector, Vec<f32>)> = detectors.iter().map(|&d| (d, Vec::new())).collect();
+    let mut classes = Vec::new();
+    for chunk in images.chunks(SCORE_BATCH) {
+        let mut inputs = Vec::new();
+        for image in chunk {
+            let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+            inputs.push(atd_core::preprocess::image_to_input(&bytes).with_context(|| format!("image {}", image.display()))?);
+        }
+        let x = batches::inputs_tensor(&inputs, &device);
+        let features = model.features(x);
+        for (d, scores) in &mut columns {
+            scores.extend(to_vec(model.score_from_features(*d, features.clone())));
+        }
+        if let Some(c) = model.card.classifier {
+            let logits = to_vec(model.logits_from_features(features));
+            classes.extend(logits.chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0));
+        }
+        bar.inc(chunk.len() as u64);
     }
-    let x = batches::inputs_tensor(&inputs, &device);
-    let columns: Vec<(Detector, Vec<f32>)> = detectors.iter().map(|&d| (d, to_vec(model.score(d, x.clone())))).collect();
-    let classes = model.card.classifier.map(|c| {
-        let logits = to_vec(model.logits(x.clone()));
-        logits.chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0).collect::<Vec<_>>()
-    });
+    bar.finish_and_clear();
+    let classes = model.card.classifier.map(|_| classes);
     let mut header = String::from("image");
     for (d, _) in &columns {
         header += &format!("\t{}", d.name());

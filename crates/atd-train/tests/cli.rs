@@ -1,0 +1,73 @@
+//! The `atd` binary end to end: `info` and `score` on a weights file exported by the crate.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use atd_core::card::ExtractorSpec;
+use atd_train::Detector;
+use common::*;
+
+fn atd(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_atd")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn write_png(path: &Path, w: u32, h: u32, seed: u8) {
+    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed]));
+    img.save(path).unwrap();
+}
+
+#[test]
+fn info_and_score_on_an_exported_file() {
+    let dir = std::env::temp_dir().join(format!("atd-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut model = random_model(full_card(ExtractorSpec::tiny(), 3), 2);
+    model.card.thresholds.insert("atd".into(), 0.5);
+    model.card.training = serde_json::json!({"method": "test fixture", "seed": 2});
+    let weights = dir.join("m.safetensors");
+    model.save(&weights).unwrap();
+
+    let (ok, out, err) = atd(&["info", weights.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for needle in ["widths [4, 8]", "3 classes: class0, class1, class2", "threshold:     atd = 0.5", "test fixture", "openmax true"] {
+        assert!(out.contains(needle), "info output lacks {needle:?}:\n{out}");
+    }
+    let (ok, json, _) = atd(&["info", "--json", weights.to_str().unwrap()]);
+    assert!(ok);
+    assert_eq!(atd_core::ModelCard::from_json(&json).unwrap(), model.card);
+
+    let (small, large) = (dir.join("small.png"), dir.join("wide.png"));
+    write_png(&small, 32, 32, 3);
+    write_png(&large, 640, 90, 7);
+    let (ok, out, err) = atd(&["score", weights.to_str().unwrap(), small.to_str().unwrap(), large.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "image\tatd\tmsp\tmd\trmd\topenmax\tclass");
+    // The printed scores equal the library's scores on the same preprocessed inputs.
+    let inputs: Vec<Vec<f32>> = [&small, &large].iter().map(|p| atd_core::preprocess::image_to_input(&std::fs::read(p).unwrap()).unwrap()).collect();
+    let x = atd_train::batches::inputs_tensor(&inputs, &device());
+    let valid = model.valid();
+    for (i, line) in lines[1..].iter().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        for (col, d) in Detector::ALL.into_iter().enumerate() {
+            let printed: f32 = fields[col + 1].split(' ').next().unwrap().parse().unwrap();
+            let expected = scores(&valid, d, &x)[i];
+            assert!((printed - expected).abs() <= 5e-5 * expected.abs().max(1.0), "{d:?} image {i}: {printed} vs {expected}");
+        }
+        let atd_score: f32 = fields[1].split(' ').next().unwrap().parse().unwrap();
+        assert!(fields[1].ends_with(if atd_score >= 0.5 { "(in)" } else { "(OUT)" }), "{line}");
+    }
+
+    // Bad inputs: a text file as image, a truncated weights file.
+    let text = dir.join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let (ok, _, err) = atd(&["score", weights.to_str().unwrap(), text.to_str().unwrap()]);
+    assert!(!ok && err.contains("notes.png") && err.contains("not a supported image"), "{err}");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() - 10]).unwrap();
+    let (ok, _, err) = atd(&["info", weights.to_str().unwrap()]);
+    assert!(!ok && err.contains("m.safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
