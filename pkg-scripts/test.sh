@@ -10,3 +10,5 @@ if [ -z "${ATD_DATA:-}" ] && [ -d ../shared/data ]; then
 fi
 echo "data pack: ${ATD_DATA:-not found (data tests will be skipped)}"
 cargo test --release --workspace "$@"
+# atd-core is shared with the browser: it must keep building for wasm32.
+cargo build --release -p atd-core --target wasm32-unknown-unknown

@@ -129,6 +129,15 @@ mod tests {
         assert!(close(m.fpr_at_95_tpr, 0.625), "{m:?}");
         assert!((m.aupr_in - 0.802_171_717_171_717_1).abs() < 1e-9, "{m:?}");
         assert!((m.aupr_out - 0.766_369_047_619_047_7).abs() < 1e-9, "{m:?}");
+
+        // Many ties (integer scores), within and across the two sets.
+        let ins = [1f32, 1., 2., 2., 2., 3., 3., 0., 5., 5., 5., 5., 4., 4., 2., 2., 1., 3., 3., 3.];
+        let outs = [0f32, 0., 1., 1., 2., 2., 2., 3., 0., 1., 5., 0.];
+        let m = OodMetrics::compute(&ins, &outs);
+        assert!(close(m.auroc, 0.75625), "{m:?}");
+        assert!(close(m.fpr_at_95_tpr, 2.0 / 3.0), "{m:?}");
+        assert!((m.aupr_in - 0.784_534_493_284_493_2).abs() < 1e-9, "{m:?}");
+        assert!((m.aupr_out - 0.625_253_189_792_663_4).abs() < 1e-9, "{m:?}");
     }
 
     #[test]

@@ -53,6 +53,15 @@ fn log_sum_exp(x: Tensor<2>) -> Tensor<1> {
     ((x - m.clone()).exp().sum_dim(1).log() + m).reshape([b])
 }
 
+/// Per-sample cross-entropy of `[B, C]` logits against integer labels.
+pub fn cross_entropy(logits: Tensor<2>, labels: &[usize]) -> Tensor<1> {
+    let [b, c] = logits.dims();
+    assert_eq!(labels.len(), b, "one label per sample");
+    let one_hot: Vec<f32> = labels.iter().flat_map(|&y| (0..c).map(move |k| if k == y { 1.0 } else { 0.0 })).collect();
+    let one_hot = crate::model::tensor_from(one_hot, [b, c], &logits.device());
+    log_sum_exp(logits.clone()) - (logits * one_hot).sum_dim(1).reshape([b])
+}
+
 impl Model {
     /// The detectors this file can compute.
     pub fn detectors(&self) -> Vec<Detector> {
@@ -92,6 +101,12 @@ impl Model {
 
     pub fn logits(&self, x: Tensor<4>) -> Tensor<2> {
         self.logits_from_features(self.features(x))
+    }
+
+    /// Per-sample softmax cross-entropy of the classifier head: the objective of
+    /// classification attacks (and of adversarial training).
+    pub fn cross_entropy(&self, x: Tensor<4>, labels: &[usize]) -> Tensor<1> {
+        cross_entropy(self.logits(x), labels)
     }
 
     /// The unbounded score that attacks differentiate (see the module docs).

@@ -32,13 +32,16 @@ fn pgd_stays_inside_the_eps_ball_and_the_image_box() {
     }
 }
 
-/// Central differences along random directions against the analytic directional derivative.
 fn check_gradient(model: &Model, d: Detector, seed: u64) {
+    check_gradient_of(&|x: Tensor<4>| model.score_logit(d, x), &format!("{d:?}"), seed);
+}
+
+/// Central differences along random directions against the analytic directional derivative.
+fn check_gradient_of(objective: &dyn Fn(Tensor<4>) -> Tensor<1>, d: &str, seed: u64) {
     let device = device();
     let x = random_images(2, seed, &device).clamp(0.05, 0.95); // stay off the box edges
-    let objective = |x: Tensor<4>| model.score_logit(d, x);
     let g = to_vec(input_gradient(&objective, &x));
-    assert!(g.iter().any(|v| *v != 0.0), "{d:?}: zero input gradient");
+    assert!(g.iter().any(|v| *v != 0.0), "{d}: zero input gradient");
     let mut rng = Rng::new(seed);
     for _ in 0..3 {
         // A random direction tilted towards the gradient, so the derivative along it is well above
@@ -47,11 +50,11 @@ fn check_gradient(model: &Model, d: Detector, seed: u64) {
         let tilt = (g.len() as f32).sqrt() / norm;
         let dir: Vec<f32> = g.iter().map(|gi| rng.normal() + gi * tilt).collect();
         let analytic: f32 = g.iter().zip(&dir).map(|(a, b)| a * b).sum();
-        assert!(analytic.abs() > 1e-3, "{d:?}: directional derivative {analytic} too small to check");
+        assert!(analytic.abs() > 1e-3, "{d}: directional derivative {analytic} too small to check");
         let central = |h: f32| {
             let step = tensor_from(dir.iter().map(|v| v * h).collect(), x.dims(), &device);
-            let plus: f32 = to_vec(model.score_logit(d, x.clone() + step.clone())).iter().sum();
-            let minus: f32 = to_vec(model.score_logit(d, x.clone() - step)).iter().sum();
+            let plus: f32 = to_vec(objective(x.clone() + step.clone())).iter().sum();
+            let minus: f32 = to_vec(objective(x.clone() - step)).iter().sum();
             (plus - minus) / (2.0 * h)
         };
         // A step that moves the score by about 0.005: far above f32 rounding, small enough to stay
@@ -59,7 +62,7 @@ fn check_gradient(model: &Model, d: Detector, seed: u64) {
         let h = (0.005 / analytic.abs()).clamp(1e-4, 1e-3);
         let numeric = (4.0 * central(h / 2.0) - central(h)) / 3.0;
         let tol = 0.02 * analytic.abs().max(numeric.abs()) + 1e-4;
-        assert!((numeric - analytic).abs() <= tol, "{d:?}: finite difference {numeric} vs gradient {analytic}");
+        assert!((numeric - analytic).abs() <= tol, "{d}: finite difference {numeric} vs gradient {analytic}");
     }
 }
 
@@ -79,4 +82,22 @@ fn restarts_never_lose_to_a_single_run() {
     let one = to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
     let three = to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, restarts: 3, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
     assert!(one.iter().zip(&three).all(|(a, b)| b >= a), "{one:?} vs {three:?}");
+}
+
+#[test]
+fn cross_entropy_matches_its_definition_and_pgd_raises_it() {
+    let model = random_model(full_card(smooth_extractor(), 3), 8).valid();
+    let device = device();
+    let x = random_images(4, 12, &device);
+    let labels = [0usize, 1, 2, 1];
+    let logits = to_vec(model.logits(x.clone()));
+    let ce = to_vec(model.cross_entropy(x.clone(), &labels));
+    for (i, row) in logits.chunks_exact(3).enumerate() {
+        let lse = row.iter().map(|v| v.exp()).sum::<f32>().ln();
+        assert!((ce[i] - (lse - row[labels[i]])).abs() < 1e-5, "sample {i}");
+    }
+    check_gradient_of(&|x: Tensor<4>| model.cross_entropy(x, &labels[..2]), "cross-entropy", 31);
+    let objective = |x: Tensor<4>| model.cross_entropy(x, &labels);
+    let attacked = to_vec(pgd(&objective, &x, &PgdConfig::new(8.0 / 255.0, 5), |_, _| {}).objective);
+    assert!(attacked.iter().zip(&ce).all(|(a, c)| a > c), "{ce:?} -> {attacked:?}");
 }
