@@ -51,15 +51,6 @@ impl ImageSet {
         self.pixels.truncate(n * IMAGE_VALUES);
         self
     }
-
-    /// The images at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> Self {
-        Self {
-            pixels: indices.iter().flat_map(|&i| self.image(i).iter().copied()).collect(),
-            labels: indices.iter().map(|&i| self.labels[i]).collect(),
-            class_names: self.class_names.clone(),
-        }
-    }
 }
 
 /// How many label bytes precede each CIFAR record: one (CIFAR-10 and this data pack) or two

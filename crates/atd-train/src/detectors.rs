@@ -37,13 +37,6 @@ impl Detector {
             Detector::Openmax => "openmax",
         }
     }
-
-    pub fn parse(s: &str) -> anyhow::Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == s.to_ascii_lowercase())
-            .ok_or_else(|| anyhow::anyhow!("unknown detector {s:?} (expected atd, msp, md, rmd or openmax)"))
-    }
 }
 
 /// log(sum(exp(x))) along dim 1 of `[B, C]`, numerically stable.
@@ -76,18 +69,6 @@ impl Model {
                 Detector::Openmax => n.baselines.as_ref().is_some_and(|b| b.openmax.is_some()),
             })
             .collect()
-    }
-
-    pub fn require(&self, detector: Detector) -> anyhow::Result<()> {
-        if self.detectors().contains(&detector) {
-            Ok(())
-        } else {
-            anyhow::bail!(
-                "this weights file cannot compute the {} detector (it has: {:?})",
-                detector.name(),
-                self.detectors().iter().map(|d| d.name()).collect::<Vec<_>>()
-            )
-        }
     }
 
     pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
