@@ -94,8 +94,13 @@ pub fn fit_openmax(logits: &[f32], labels: &[usize], classes: usize, tail_size: 
     let mut mav = vec![0f32; classes * classes];
     let mut weibull = vec![0f32; classes * 3];
     for c in 0..classes {
-        let members: Vec<&[f32]> = rows.iter().zip(labels).filter(|(r, y)| **y == c && argmax(r) == c).map(|(r, _)| *r).collect();
-        anyhow::ensure!(members.len() >= 2, "class {c} has fewer than 2 correctly classified samples; cannot fit OpenMax");
+        let of_class = || rows.iter().zip(labels).filter(|(_, y)| **y == c);
+        let mut members: Vec<&[f32]> = of_class().filter(|(r, _)| argmax(r) == c).map(|(r, _)| *r).collect();
+        if members.len() < 2 {
+            // A weak classifier (early training, tests): fall back to every sample of the class.
+            members = of_class().map(|(r, _)| *r).collect();
+        }
+        anyhow::ensure!(members.len() >= 2, "class {c} has fewer than 2 samples; cannot fit OpenMax");
         let mean: Vec<f32> = (0..classes).map(|j| members.iter().map(|r| r[j]).sum::<f32>() / members.len() as f32).collect();
         let mut dists: Vec<f64> = members
             .iter()
@@ -129,7 +134,10 @@ pub fn weibull_mle(x: &[f64]) -> (f64, f64) {
         }
         let f = 1.0 / k + mean_log - s1 / s0;
         let df = -1.0 / (k * k) - (s2 * s0 - s1 * s1) / (s0 * s0);
-        let next = (k - f / df).clamp(k / 10.0, k * 10.0);
+        // Bounded steps, and a bounded shape: identical tail values (tiny classes) would send
+        // the shape to infinity.
+        let step = k - f / df;
+        let next = if step.is_finite() { step.clamp(k / 10.0, k * 10.0).clamp(1e-3, 1e3) } else { k };
         if (next - k).abs() < 1e-10 * k {
             k = next;
             break;

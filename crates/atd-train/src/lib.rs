@@ -2,12 +2,16 @@
 //! contract with `atd-core`. The `atd` binary drives it.
 
 pub mod batches;
+pub mod dataset;
 pub mod detectors;
 pub mod fit;
 pub mod io;
 pub mod model;
 pub mod pgd;
+pub mod progress;
 pub mod rng;
+pub mod toy;
+pub mod train;
 
 pub use detectors::Detector;
 pub use model::Model;

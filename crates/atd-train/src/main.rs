@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use atd_train::{Backend, Detector, Model, batches, model::to_vec};
+use atd_train::{Backend, Detector, Model, batches, dataset, model::to_vec, progress};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,6 +30,64 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
     },
+    /// The paper's 2-D example (Fig. 4): one decision-map PNG per training setting, and the
+    /// margin around the closed and open sets.
+    Toy {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Train a model (progress bar, per-epoch checkpoint, `--resume`, JSON-lines log).
+    Train {
+        #[command(subcommand)]
+        what: TrainCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TrainCommand {
+    /// The feature extractor and its classifier head (standard, AT, HAT, OE, AOE, ALOE);
+    /// writes <out>/extractor.safetensors with MSP, MD, RMD and OpenMax fitted.
+    Extractor {
+        #[command(flatten)]
+        recipe: atd_train::train::extractor::ExtractorRecipe,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// The ATD discriminator (and generator) on a frozen extractor; writes <out>/atd.safetensors.
+    Atd {
+        #[command(flatten)]
+        recipe: atd_train::train::atd::AtdRecipe,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Run folder: log.jsonl, checkpoint/, best.safetensors and the exported weights.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the checkpoint in --out (the recipe must match; --epochs may grow).
+    #[arg(long)]
+    resume: bool,
+    /// Stop cleanly after this many epochs of this invocation (continue later with --resume).
+    #[arg(long)]
+    stop_after: Option<usize>,
+    /// The data pack folder (default: $ATD_DATA, else ../shared/data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    backend: Backend,
+}
+
+impl RunArgs {
+    fn options(&self, epochs: usize) -> atd_train::train::RunOptions {
+        atd_train::train::RunOptions { out: self.out.clone(), epochs, resume: self.resume, stop_after: self.stop_after }
+    }
 }
 
 fn main() {
@@ -43,6 +101,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { weights, json } => info(&weights, json),
         Command::Score { weights, images, backend } => score(&weights, &images, backend),
+        Command::Toy { out, epochs, seed } => {
+            println!("setting\tattacked (closed, open, generated)\tclosed-set margin\topen-set margin");
+            for (s, closed, open) in atd_train::toy::run(&out, epochs, seed)? {
+                println!("{}\t{} {} {}\t{closed:.3}\t{open:.3}", s.name, s.closed, s.open, s.generated);
+            }
+            println!("decision maps: {}/toy-*.png (blue = in, orange = out)", out.display());
+            Ok(())
+        }
+        Command::Train { what: TrainCommand::Extractor { recipe, run } } => {
+            let device = run.backend.device()?;
+            let opts = run.options(recipe.epochs);
+            atd_train::train::extractor::train(recipe, &opts, &dataset::data_dir(run.data_dir.as_deref()), &device)
+        }
+        Command::Train { what: TrainCommand::Atd { recipe, run } } => {
+            let device = run.backend.device()?;
+            let opts = run.options(recipe.epochs);
+            atd_train::train::atd::train(recipe, &opts, &dataset::data_dir(run.data_dir.as_deref()), &device)
+        }
     }
 }
 
@@ -92,23 +168,12 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
 /// Images decoded and scored at a time.
 const SCORE_BATCH: usize = 64;
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} {wide_bar} {pos}/{len} [{elapsed_precise} < {eta_precise}, {per_sec}]")
-            .expect("valid template"),
-    );
-    bar.set_message(what.to_string());
-    bar
-}
-
 fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
     let device = backend.device()?;
     let model = Model::load(path, &device)?.valid();
     let detectors = model.detectors();
     anyhow::ensure!(!detectors.is_empty() || model.card.classifier.is_some(), "the weights file holds no detector and no classifier");
-    let bar = progress_bar(images.len() as u64, "scoring");
+    let bar = progress::bar(images.len() as u64, "scoring");
     let mut columns: Vec<(Detector, Vec<f32>)> = detectors.iter().map(|&d| (d, Vec::new())).collect();
     let mut classes = Vec::new();
     for chunk in images.chunks(SCORE_BATCH) {

@@ -3,16 +3,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
 use atd_core::card::ExtractorSpec;
 use atd_train::Detector;
 use common::*;
-
-fn atd(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_atd")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-}
 
 fn write_png(path: &Path, w: u32, h: u32, seed: u8) {
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed]));

@@ -89,3 +89,40 @@ pub fn argmax(r: &[f32]) -> usize {
 pub fn scores(model: &Model, d: Detector, x: &Tensor<4>) -> Vec<f32> {
     to_vec(model.score(d, x.clone()))
 }
+
+/// Run the `atd` binary: (success, stdout, stderr).
+pub fn atd(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atd")).args(args).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A folder holding `cifar10-tiny.bin` and `ood-tiny.bin`: the data pack's fixtures when the pack
+/// is on this machine (`ATD_DATA`, else `../shared/data`), otherwise synthetic stand-ins in the
+/// same format (class-coloured images; noise as OOD) written to a temporary folder.
+pub fn fixture_dir() -> std::path::PathBuf {
+    let pack = std::env::var_os("ATD_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    if pack.join("cifar10-tiny.bin").exists() && pack.join("ood-tiny.bin").exists() {
+        return pack;
+    }
+    eprintln!("data pack not found at {}: using synthetic fixtures", pack.display());
+    let dir = std::env::temp_dir().join(format!("atd-fixtures-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = Rng::new(3);
+    let mut tiny = Vec::new();
+    let mut ood = Vec::new();
+    for i in 0..200 {
+        let label = (i % 10) as u8;
+        tiny.push(label);
+        for c in 0..3 {
+            let base = ((label as usize * 37 + c * 91) % 256) as f32;
+            tiny.extend((0..1024).map(|_| (base + 40.0 * (rng.uniform() - 0.5)).clamp(0.0, 255.0) as u8));
+        }
+        ood.push((i % 2) as u8);
+        ood.extend((0..3072).map(|_| (rng.uniform() * 255.0) as u8));
+    }
+    std::fs::write(dir.join("cifar10-tiny.bin"), tiny).unwrap();
+    std::fs::write(dir.join("ood-tiny.bin"), ood).unwrap();
+    dir
+}

@@ -1,0 +1,318 @@
+//! `atd train atd`: the ATD discriminator (and generator) on a frozen extractor's features.
+//! Each step attacks the real in-distribution images (pushing D down) and the real outliers
+//! (pushing D up) end to end with PGD through the frozen extractor and the current D in eval
+//! mode; generated features are never attacked. Then D takes one Adam step on
+//! BCE(in, 1) + alpha BCE(out, 0) + (1 - alpha) BCE(G(z), 0) over one concatenated batch (its
+//! BatchNorm sees the joint statistics, as in the reference), and, with `--generator trained`,
+//! G one step on BCE(D(G(z)), 1) with D in eval mode.
+
+use std::path::{Path, PathBuf};
+
+use atd_core::card::{DiscriminatorSpec, GeneratorSpec};
+use atd_core::data::ImageSet;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::softplus;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::extractor::set_thresholds;
+use super::{RunOptions, StepStats, Training, parse_fraction};
+use crate::dataset;
+use crate::model::{AtdNet, Model, tensor_from, to_vec};
+use crate::pgd::{PgdConfig, pgd};
+use crate::rng::Rng;
+use crate::Detector;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GeneratorMode {
+    /// As the reference code runs: G's output is detached, so G keeps its random
+    /// initialisation (only its BatchNorm statistics move).
+    Frozen,
+    /// G is trained against D, as OpenGAN intends.
+    Trained,
+}
+
+#[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
+pub struct AtdRecipe {
+    /// Weights file of the (robust) extractor; its classifier head and baselines are kept.
+    #[arg(long)]
+    pub extractor: PathBuf,
+    #[arg(long, value_enum, default_value = "frozen")]
+    pub generator: GeneratorMode,
+    /// Train without attacking (the OpenGAN-fea baseline).
+    #[arg(long)]
+    pub no_attack: bool,
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Adam learning rate of G; D uses lr / 1.5 (as the reference).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Weight of the real outliers against the generated features in the "fake" loss.
+    #[arg(long, default_value_t = 0.5)]
+    pub alpha: f32,
+    #[arg(long, default_value = "8/255", value_parser = parse_fraction)]
+    pub eps: f32,
+    #[arg(long, default_value_t = 10)]
+    pub attack_steps: usize,
+    #[arg(long, default_value = "cifar10-train.zip")]
+    pub train_set: String,
+    /// Real outliers; the last --val-ood-size of them are held out for model selection.
+    #[arg(long, default_value = "food101-32.bin")]
+    pub outliers: String,
+    #[arg(long, default_value_t = 1000)]
+    pub val_size: usize,
+    #[arg(long, default_value_t = 500)]
+    pub val_ood_size: usize,
+    /// Validation images (in and out each) also scored under PGD-10 In-and-Out each epoch.
+    #[arg(long, default_value_t = 200)]
+    pub val_attack_size: usize,
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub struct AtdTraining {
+    recipe: AtdRecipe,
+    model: Model,
+    optim_d: ModuleOptimizer,
+    optim_g: ModuleOptimizer,
+    train: ImageSet,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    outliers: ImageSet,
+    outlier_idx: Vec<usize>,
+    val_ood_idx: Vec<usize>,
+    device: Device,
+}
+
+fn bce_with_logits(z: Tensor<1>, target_in: bool) -> Tensor<1> {
+    if target_in { softplus(z.neg(), 1.0) } else { softplus(z, 1.0) }
+}
+
+impl AtdTraining {
+    pub fn new(recipe: AtdRecipe, data_dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        let autodiff = device.clone().autodiff();
+        // On the training device, but never stepped: only D's and G's gradients are applied.
+        let extractor = Model::load(&recipe.extractor, &autodiff)?;
+        let train = dataset::load_set(data_dir, &recipe.train_set)?;
+        let (mut train_idx, val_idx) = dataset::split(train.len(), recipe.val_size, recipe.seed)?;
+        if let Some(n) = recipe.train_limit {
+            train_idx.truncate(n);
+        }
+        let outliers = dataset::load_set(data_dir, &recipe.outliers)?;
+        anyhow::ensure!(
+            recipe.val_ood_size < outliers.len(),
+            "--val-ood-size {} leaves no training outliers out of {}",
+            recipe.val_ood_size,
+            outliers.len()
+        );
+        let split_at = outliers.len() - recipe.val_ood_size;
+        let (outlier_idx, val_ood_idx) = ((0..split_at).collect(), (split_at..outliers.len()).collect());
+
+        let mut card = extractor.card.clone();
+        let f = card.extractor.feature_dim();
+        card.discriminator = Some(DiscriminatorSpec::for_features(f));
+        card.generator = Some(GeneratorSpec::for_features(f));
+        card.thresholds.clear();
+        autodiff.seed(recipe.seed);
+        let mut model = Model::new(card, &autodiff)?;
+        model.net.extractor = extractor.net.extractor;
+        model.net.classifier = extractor.net.classifier;
+        model.net.baselines = extractor.net.baselines;
+        let adam = || AdamConfig::new().with_beta_1(0.5).with_beta_2(0.999).init();
+        Ok(Self {
+            recipe,
+            model,
+            optim_d: adam(),
+            optim_g: adam(),
+            train,
+            train_idx,
+            val_idx,
+            outliers,
+            outlier_idx,
+            val_ood_idx,
+            device: device.clone(),
+        })
+    }
+
+    fn batch_seed(&self, epoch: usize, batch: usize) -> u64 {
+        self.recipe.seed.wrapping_mul(2_000_003).wrapping_add((epoch * 100_000 + batch) as u64)
+    }
+
+    fn noise(&self, n: usize, seed: u64) -> Tensor<2> {
+        let dim = self.model.card.generator.as_ref().expect("built with a generator").noise_dim;
+        let mut rng = Rng::new(seed);
+        tensor_from((0..n * dim).map(|_| rng.normal()).collect(), [n, dim], &self.device.clone().autodiff())
+    }
+
+    /// PGD on the ATD score of `x`: down for in-distribution images, up for outliers.
+    fn attack(model: &Model, x: &Tensor<4>, push_down: bool, cfg: &PgdConfig) -> Tensor<4> {
+        let objective = |x: Tensor<4>| {
+            let z = model.score_logit(Detector::Atd, x);
+            if push_down { z.neg() } else { z }
+        };
+        pgd(&objective, x, cfg, |_, _| {}).adversarial
+    }
+
+    fn scores(&self, model: &Model, set: &ImageSet, idx: &[usize], attack: Option<(bool, &PgdConfig)>) -> Vec<f32> {
+        let mut scores = Vec::with_capacity(idx.len());
+        for chunk in dataset::batches(idx, 256) {
+            let mut x = dataset::images(set, chunk, None, &self.device);
+            if let Some((push_down, cfg)) = attack {
+                x = Self::attack(model, &x, push_down, cfg);
+            }
+            scores.extend(to_vec(model.score(Detector::Atd, x)));
+        }
+        scores
+    }
+
+    fn card_with(&self, metrics: &Value) -> atd_core::card::ModelCard {
+        let mut card = self.model.card.clone();
+        card.training = json!({
+            "command": "atd train atd",
+            "recipe": self.recipe,
+            "extractor_training": self.model.card.training,
+            "train_images": self.train_idx.len(),
+            "val_images": self.val_idx.len(),
+            "val_ood": format!("the last {} records of {} (held out of outlier training; not a test set)", self.val_ood_idx.len(), self.recipe.outliers),
+        });
+        card.metrics = json!({ "validation": metrics, "extractor": self.model.card.metrics });
+        card
+    }
+
+    /// The best model, with every detector's 95%-TPR threshold on the validation images.
+    pub fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
+        let mut model = Model::load(best, &self.device)?;
+        set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
+        model.save(out)?;
+        Ok(model)
+    }
+}
+
+impl Training for AtdTraining {
+    fn batches_per_epoch(&self) -> usize {
+        self.train_idx.len().div_ceil(self.recipe.batch_size)
+    }
+
+    fn step(&mut self, epoch: usize, batch: usize, _progress: f64) -> anyhow::Result<StepStats> {
+        let r = self.recipe.clone();
+        let order = dataset::epoch_order(&self.train_idx, r.seed, epoch);
+        let idx = dataset::batches(&order, r.batch_size).nth(batch).expect("batch index in range");
+        let n = idx.len();
+        let out_order = dataset::epoch_order(&self.outlier_idx, r.seed ^ 0x0u64.wrapping_sub(1), epoch);
+        let start = batch * n;
+        let out_idx: Vec<usize> = (0..n).map(|k| out_order[(start + k) % out_order.len()]).collect();
+        let x_in = dataset::images(&self.train, idx, None, &self.device);
+        let x_out = dataset::images(&self.outliers, &out_idx, None, &self.device);
+
+        let attacker = self.model.valid();
+        let (x_in, x_out) = if r.no_attack {
+            (x_in, x_out)
+        } else {
+            let cfg = PgdConfig { seed: self.batch_seed(epoch, batch), ..PgdConfig::new(r.eps, r.attack_steps) };
+            let cfg_out = PgdConfig { seed: cfg.seed ^ 0xA5A5, ..cfg.clone() };
+            (Self::attack(&attacker, &x_in, true, &cfg), Self::attack(&attacker, &x_out, false, &cfg_out))
+        };
+        let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
+        let (f_in, f_out) = (feats.clone().narrow(0, 0, n), feats.narrow(0, n, n));
+
+        // D step on [real, fake, outliers] in one forward.
+        let generator = self.model.net.generator.take().expect("built with a generator");
+        let fake = generator.forward(self.noise(n, self.batch_seed(epoch, batch) ^ 0x6E6F)).detach();
+        let discriminator = self.model.net.discriminator.take().expect("built with a discriminator");
+        let z = discriminator.forward(Tensor::cat(vec![f_in.autodiff(), fake, f_out.autodiff()], 0));
+        let (z_in, z_fake, z_out) = (z.clone().narrow(0, 0, n), z.clone().narrow(0, n, n), z.narrow(0, 2 * n, n));
+        let loss_d = bce_with_logits(z_in.clone(), true).mean()
+            + bce_with_logits(z_fake, false).mean() * (1.0 - r.alpha)
+            + bce_with_logits(z_out.clone(), false).mean() * r.alpha;
+        let loss_value = to_vec(loss_d.clone().detach())[0] as f64;
+        let hits = to_vec(z_in.detach()).iter().filter(|&&v| v > 0.0).count() + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
+        let grads = GradientsParams::from_grads(loss_d.backward(), &discriminator);
+        let discriminator = self.optim_d.step(r.lr / 1.5, discriminator, grads);
+
+        let generator = match r.generator {
+            GeneratorMode::Frozen => generator,
+            GeneratorMode::Trained => {
+                let judge = discriminator.clone().freeze();
+                let z = judge.forward(generator.forward(self.noise(n, self.batch_seed(epoch, batch) ^ 0x47)));
+                let grads = GradientsParams::from_grads(bce_with_logits(z, true).mean().backward(), &generator);
+                self.optim_g.step(r.lr, generator, grads)
+            }
+        };
+        self.model.net.discriminator = Some(discriminator);
+        self.model.net.generator = Some(generator);
+        // "Accuracy": real in and real outliers on the right side of D's decision boundary.
+        Ok(StepStats { loss: loss_value, accuracy: Some(hits as f64 / (2 * n) as f64), images: n })
+    }
+
+    fn validate(&mut self, _epoch: usize) -> anyhow::Result<(serde_json::Map<String, Value>, f64)> {
+        let model = self.model.valid();
+        let clean = atd_core::metrics::OodMetrics::compute(
+            &self.scores(&model, &self.train, &self.val_idx, None),
+            &self.scores(&model, &self.outliers, &self.val_ood_idx, None),
+        );
+        let k = self.recipe.val_attack_size;
+        let cfg = PgdConfig { seed: 11, ..PgdConfig::new(self.recipe.eps, 10) };
+        let robust_auroc = atd_core::metrics::auroc(
+            &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((true, &cfg))),
+            &self.scores(&model, &self.outliers, &self.val_ood_idx[..k.min(self.val_ood_idx.len())], Some((false, &cfg))),
+        );
+        let mut m = serde_json::Map::new();
+        m.insert("val_auroc".into(), json!(clean.auroc));
+        m.insert("val_fpr95".into(), json!(clean.fpr_at_95_tpr));
+        m.insert("val_pgd10_in_out_auroc".into(), json!(robust_auroc));
+        m.insert("val_attacked_images".into(), json!(k));
+        // The reference selects on clean validation AUROC (alpha <= 0.5).
+        Ok((m, clean.auroc))
+    }
+
+    fn net(&self) -> &AtdNet {
+        &self.model.net
+    }
+
+    fn set_net(&mut self, net: AtdNet) {
+        self.model.net = net;
+    }
+
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut ModuleOptimizer)> {
+        vec![("d", &mut self.optim_d), ("g", &mut self.optim_g)]
+    }
+
+    fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()> {
+        Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
+    }
+}
+
+/// `atd train atd`: train, then export `<out>/atd.safetensors`.
+pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Device) -> anyhow::Result<()> {
+    let recipe_json = serde_json::to_value(&recipe)?;
+    let mut task = AtdTraining::new(recipe, data_dir, device)?;
+    eprintln!(
+        "training ATD ({:?} generator, {}) on {} in-distribution images and {} outliers",
+        task.recipe.generator,
+        if task.recipe.no_attack { "no attack: OpenGAN-fea".to_string() } else { format!("PGD-{} at eps {:.5}", task.recipe.attack_steps, task.recipe.eps) },
+        task.train_idx.len(),
+        task.outlier_idx.len()
+    );
+    let summary = super::run(&mut task, opts, &recipe_json)?;
+    if !summary.finished {
+        return Ok(());
+    }
+    let out = opts.out.join("atd.safetensors");
+    let model = task.export(&super::best_weights_path(&opts.out), &out)?;
+    eprintln!(
+        "wrote {} (best epoch {}, val AUROC {:.4}); thresholds {:?}; {:.0} images/s over this run",
+        out.display(),
+        summary.best_metrics["epoch"],
+        summary.best_score,
+        model.card.thresholds,
+        summary.images_per_second
+    );
+    Ok(())
+}

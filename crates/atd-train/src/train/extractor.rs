@@ -1,0 +1,452 @@
+//! `atd train extractor`: the feature extractor with its classifier head, trained by one of
+//! standard training, Madry PGD adversarial training (AT), HAT (TRADES + helper examples), or
+//! the outlier-exposure family (OE, AOE, ALOE) on the Food-101 outliers.
+
+use std::path::{Path, PathBuf};
+
+use atd_core::card::{BaselineSpec, ExtractorSpec, ModelCard, OpenMaxSpec};
+use atd_core::data::ImageSet;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{RunOptions, Schedule, StepStats, Training, parse_fraction};
+use crate::dataset;
+use crate::detectors::cross_entropy;
+use crate::model::{AtdNet, Model, to_vec};
+use crate::pgd::{PgdConfig, pgd};
+use crate::rng::Rng;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Cross-entropy on clean (augmented) images.
+    Standard,
+    /// Madry et al.: cross-entropy on PGD adversarial examples.
+    At,
+    /// Helper-based adversarial training (Rade and Moosavi-Dezfooli 2022): TRADES KL + helper
+    /// examples x + h (x_adv - x) labelled by a standard model, label smoothing.
+    Hat,
+    /// Outlier exposure: cross-entropy on in-distribution + uniform-label loss on outliers.
+    Oe,
+    /// OE with adversarial in-distribution images and clean outliers.
+    Aoe,
+    /// ALOE: OE with both in-distribution images and outliers attacked.
+    Aloe,
+}
+
+impl Method {
+    fn attacks_in(self) -> bool {
+        matches!(self, Method::At | Method::Hat | Method::Aoe | Method::Aloe)
+    }
+
+    fn uses_outliers(self) -> bool {
+        matches!(self, Method::Oe | Method::Aoe | Method::Aloe)
+    }
+}
+
+/// Architecture presets (see `atd_core::card::ExtractorSpec`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// PreAct ResNet, widths 16-32-64-128, one block per stage, ReLU: trains on a CPU.
+    Small,
+    /// The paper's DeepMind PreActResNet-18 with Swish (needs a GPU to train).
+    Preact18Swish,
+    /// Two stages of widths 4-8: for tests only.
+    Tiny,
+}
+
+impl Arch {
+    pub fn spec(self) -> ExtractorSpec {
+        match self {
+            Arch::Small => ExtractorSpec::small(),
+            Arch::Preact18Swish => ExtractorSpec::preact_resnet18_swish(),
+            Arch::Tiny => ExtractorSpec::tiny(),
+        }
+    }
+}
+
+/// The attack used during training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TrainAttack {
+    /// L-infinity PGD with a uniform random start.
+    Pgd,
+    /// One random-start FGSM step of 1.25 eps (Wong et al. 2020): for small budgets.
+    Fgsm,
+}
+
+#[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
+pub struct ExtractorRecipe {
+    #[arg(long, value_enum, default_value = "standard")]
+    pub method: Method,
+    #[arg(long, value_enum, default_value = "small")]
+    pub arch: Arch,
+    #[arg(long, default_value_t = 10)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// Peak learning rate of SGD.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    #[arg(long, value_enum, default_value = "one-cycle")]
+    pub schedule: Schedule,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub nesterov: bool,
+    #[arg(long, default_value_t = 5e-4)]
+    pub weight_decay: f32,
+    /// Random crop (4-pixel zero padding) and horizontal flip.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub augment: bool,
+    /// Attack radius (L-infinity), e.g. 8/255.
+    #[arg(long, default_value = "8/255", value_parser = parse_fraction)]
+    pub eps: f32,
+    #[arg(long, value_enum, default_value = "pgd")]
+    pub attack: TrainAttack,
+    #[arg(long, default_value_t = 10)]
+    pub attack_steps: usize,
+    /// Step size of the training attack (default 2.5 eps / steps; 1.25 eps for FGSM).
+    #[arg(long, value_parser = parse_fraction)]
+    pub attack_step_size: Option<f32>,
+    /// HAT: weight of the TRADES KL term.
+    #[arg(long, default_value_t = 3.5)]
+    pub beta: f32,
+    /// HAT: weight of the helper-example term.
+    #[arg(long, default_value_t = 0.5)]
+    pub gamma: f32,
+    /// HAT: helper examples are x + h (x_adv - x).
+    #[arg(long, default_value_t = 2.0)]
+    pub helper_h: f32,
+    /// HAT: label smoothing of the clean cross-entropy.
+    #[arg(long, default_value_t = 0.1)]
+    pub label_smoothing: f32,
+    /// HAT: a standardly trained model (weights file) that labels the helper examples.
+    #[arg(long)]
+    pub helper: Option<PathBuf>,
+    /// OE family: weight of the uniform-label loss on outliers.
+    #[arg(long, default_value_t = 0.5)]
+    pub oe_weight: f32,
+    /// In-distribution training set inside the data pack (ImageFolder zip/folder or .bin).
+    #[arg(long, default_value = "cifar10-train.zip")]
+    pub train_set: String,
+    /// Outliers for the OE family.
+    #[arg(long, default_value = "food101-32.bin")]
+    pub outliers: String,
+    /// Training images held out for validation and model selection.
+    #[arg(long, default_value_t = 5000)]
+    pub val_size: usize,
+    /// Validation images also evaluated under PGD-10 at --eps each epoch.
+    #[arg(long, default_value_t = 500)]
+    pub val_attack_size: usize,
+    /// Use only the first N training images (after the validation split).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl ExtractorRecipe {
+    fn attack_config(&self, seed: u64) -> PgdConfig {
+        let (steps, step) = match self.attack {
+            TrainAttack::Pgd => (self.attack_steps, self.attack_step_size.unwrap_or(2.5 * self.eps / self.attack_steps.max(1) as f32)),
+            TrainAttack::Fgsm => (1, self.attack_step_size.unwrap_or(1.25 * self.eps)),
+        };
+        PgdConfig { eps: self.eps, steps, step_size: step, restarts: 1, random_start: true, seed }
+    }
+}
+
+/// Per-sample cross-entropy against labels smoothed towards uniform by `smoothing`.
+fn smooth_cross_entropy(logits: Tensor<2>, labels: &[usize], smoothing: f32) -> Tensor<1> {
+    let hard = cross_entropy(logits.clone(), labels);
+    if smoothing == 0.0 {
+        return hard;
+    }
+    hard * (1.0 - smoothing) + uniform_cross_entropy(logits) * smoothing
+}
+
+/// Cross-entropy against the uniform label (the outlier-exposure loss), per sample.
+fn uniform_cross_entropy(logits: Tensor<2>) -> Tensor<1> {
+    let b = logits.dims()[0];
+    log_softmax(logits, 1).mean_dim(1).reshape([b]).neg()
+}
+
+/// KL(p_clean || softmax(logits)) per sample, as TRADES' KLDivLoss(log_softmax(adv), p_clean).
+fn kl_from(p_clean: Tensor<2>, logits: Tensor<2>) -> Tensor<1> {
+    let b = logits.dims()[0];
+    let log_p = p_clean.clone().clamp_min(1e-12).log();
+    (p_clean * (log_p - log_softmax(logits, 1))).sum_dim(1).reshape([b])
+}
+
+fn argmax_rows(logits: Tensor<2>) -> Vec<usize> {
+    let c = logits.dims()[1];
+    to_vec(logits).chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0).collect()
+}
+
+fn accuracy(logits: Tensor<2>, labels: &[usize]) -> f64 {
+    let hits = argmax_rows(logits).iter().zip(labels).filter(|(p, y)| p == y).count();
+    hits as f64 / labels.len().max(1) as f64
+}
+
+pub struct ExtractorTraining {
+    recipe: ExtractorRecipe,
+    model: Model,
+    optim: ModuleOptimizer,
+    helper: Option<Model>,
+    train: ImageSet,
+    train_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+    outliers: Option<ImageSet>,
+    device: Device,
+}
+
+impl ExtractorTraining {
+    pub fn new(recipe: ExtractorRecipe, data_dir: &Path, device: &Device) -> anyhow::Result<Self> {
+        let train = dataset::load_set(data_dir, &recipe.train_set)?;
+        let (mut train_idx, val_idx) = dataset::split(train.len(), recipe.val_size, recipe.seed)?;
+        if let Some(n) = recipe.train_limit {
+            train_idx.truncate(n);
+        }
+        anyhow::ensure!(!val_idx.is_empty(), "--val-size must be at least 1 (model selection needs held-out images)");
+        let outliers = recipe.method.uses_outliers().then(|| dataset::load_set(data_dir, &recipe.outliers)).transpose()?;
+        let helper = match (recipe.method, &recipe.helper) {
+            (Method::Hat, Some(path)) => Some(Model::load(path, device)?),
+            (Method::Hat, None) => anyhow::bail!("--method hat needs --helper <weights of a standardly trained model>"),
+            _ => None,
+        };
+        let mut card = ModelCard::classifier(recipe.arch.spec());
+        let classes = train.class_names.len().max(train.labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0));
+        card.classifier = Some(classes);
+        card.class_names = if train.class_names.len() == classes {
+            train.class_names.clone()
+        } else if classes == 10 {
+            atd_core::card::CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect()
+        } else {
+            (0..classes).map(|c| c.to_string()).collect()
+        };
+        if let Some(h) = &helper {
+            anyhow::ensure!(h.card.classifier == Some(classes), "the helper model must classify the same {classes} classes");
+        }
+        let autodiff = device.clone().autodiff();
+        autodiff.seed(recipe.seed);
+        let model = Model::new(card, &autodiff)?;
+        let optim = super::sgd(recipe.momentum, recipe.nesterov, recipe.weight_decay);
+        Ok(Self { recipe, model, optim, helper, train, train_idx, val_idx, outliers, device: device.clone() })
+    }
+
+    fn batch_seed(&self, epoch: usize, batch: usize) -> u64 {
+        self.recipe.seed.wrapping_mul(1_000_003).wrapping_add((epoch * 100_000 + batch) as u64)
+    }
+
+    /// Classification accuracy on `idx`, clean and (for the first `attacked` images) under
+    /// PGD-10 on the cross-entropy at the recipe's eps.
+    fn accuracies(&self, idx: &[usize], attacked: usize) -> (f64, f64) {
+        let model = self.model.valid();
+        let (mut clean_hits, mut robust_hits) = (0.0, 0.0);
+        for chunk in dataset::batches(idx, 256) {
+            let x = dataset::images(&self.train, chunk, None, &self.device);
+            clean_hits += accuracy(model.logits(x), &dataset::labels(&self.train, chunk)) * chunk.len() as f64;
+        }
+        let attacked_idx = &idx[..attacked.min(idx.len())];
+        for chunk in dataset::batches(attacked_idx, 256) {
+            let x = dataset::images(&self.train, chunk, None, &self.device);
+            let y = dataset::labels(&self.train, chunk);
+            let objective = |x: Tensor<4>| model.cross_entropy(x, &y);
+            let adv = pgd(&objective, &x, &PgdConfig { seed: 7, ..PgdConfig::new(self.recipe.eps, 10) }, |_, _| {}).adversarial;
+            robust_hits += accuracy(model.logits(adv), &y) * chunk.len() as f64;
+        }
+        (clean_hits / idx.len().max(1) as f64, robust_hits / attacked_idx.len().max(1) as f64)
+    }
+
+    /// The card of the exported file: the recipe and validation metrics.
+    fn card_with(&self, metrics: &Value) -> ModelCard {
+        let mut card = self.model.card.clone();
+        card.training = json!({
+            "command": "atd train extractor",
+            "recipe": self.recipe,
+            "train_images": self.train_idx.len(),
+            "val_images": self.val_idx.len(),
+        });
+        card.metrics = json!({ "validation": metrics });
+        card
+    }
+
+    /// After training: the best model with MSP, MD, RMD and OpenMax fitted on training features
+    /// and their 95%-TPR thresholds on the validation images.
+    pub fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
+        let plain = Model::load(best, &self.device)?;
+        let mut card = plain.card.clone();
+        card.baselines = Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
+        let mut model = Model::new(card, &self.device)?;
+        model.net.extractor = plain.net.extractor;
+        model.net.classifier = plain.net.classifier;
+        let fit_idx = &self.train_idx[..self.train_idx.len().min(10_000)];
+        let (features, labels) = features_of(&model, &self.train, fit_idx, &self.device);
+        model.fit_baselines(&features, &labels)?;
+        set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
+        model.save(out)?;
+        Ok(model)
+    }
+}
+
+/// Features `[N * F]` and labels of `idx`.
+pub fn features_of(model: &Model, set: &ImageSet, idx: &[usize], device: &Device) -> (Vec<f32>, Vec<usize>) {
+    let mut features = Vec::new();
+    let model = model.valid();
+    for chunk in dataset::batches(idx, 256) {
+        features.extend(to_vec(model.features(dataset::images(set, chunk, None, device))));
+    }
+    (features, dataset::labels(set, idx))
+}
+
+/// Scores of every detector of `model` on `idx`.
+pub fn detector_scores(model: &Model, set: &ImageSet, idx: &[usize], device: &Device) -> Vec<(crate::Detector, Vec<f32>)> {
+    let model = model.valid();
+    let mut columns: Vec<_> = model.detectors().into_iter().map(|d| (d, Vec::new())).collect();
+    for chunk in dataset::batches(idx, 256) {
+        let f = model.features(dataset::images(set, chunk, None, device));
+        for (d, s) in &mut columns {
+            s.extend(to_vec(model.score_from_features(*d, f.clone())));
+        }
+    }
+    columns
+}
+
+/// Each detector's threshold at 95% TPR on held-out in-distribution images `idx`.
+pub fn set_thresholds(model: &mut Model, set: &ImageSet, idx: &[usize], device: &Device) {
+    for (d, scores) in detector_scores(model, set, idx, device) {
+        model.card.thresholds.insert(d.name().to_string(), atd_core::metrics::threshold_at_tpr(&scores, 0.95));
+    }
+}
+
+impl Training for ExtractorTraining {
+    fn batches_per_epoch(&self) -> usize {
+        self.train_idx.len().div_ceil(self.recipe.batch_size)
+    }
+
+    fn step(&mut self, epoch: usize, batch: usize, progress: f64) -> anyhow::Result<StepStats> {
+        let r = &self.recipe;
+        let order = dataset::epoch_order(&self.train_idx, r.seed, epoch);
+        let idx = dataset::batches(&order, r.batch_size).nth(batch).expect("batch index in range");
+        let mut rng = Rng::new(self.batch_seed(epoch, batch));
+        let x = dataset::images(&self.train, idx, r.augment.then_some(&mut rng), &self.device);
+        let y = dataset::labels(&self.train, idx);
+        let x_out = self.outliers.as_ref().map(|o| {
+            let n = idx.len();
+            let start = (epoch * self.batches_per_epoch() + batch) * n;
+            let out_idx: Vec<usize> = (0..n).map(|k| (start + k) % o.len()).collect();
+            dataset::images(o, &out_idx, r.augment.then_some(&mut rng), &self.device)
+        });
+        let attacker = self.model.valid();
+        let cfg = r.attack_config(self.batch_seed(epoch, batch));
+        let x_train = if r.method.attacks_in() && r.method != Method::Hat {
+            let objective = |x: Tensor<4>| attacker.cross_entropy(x, &y);
+            pgd(&objective, &x, &cfg, |_, _| {}).adversarial
+        } else {
+            x.clone()
+        };
+        let n = idx.len();
+        let (loss, logits_for_acc) = match r.method {
+            Method::Standard | Method::At => {
+                let logits = self.model.logits(x_train.autodiff());
+                (cross_entropy(logits.clone(), &y).mean(), logits)
+            }
+            Method::Hat => {
+                let p_clean = softmax(attacker.logits(x.clone()), 1).detach();
+                let objective = |xa: Tensor<4>| kl_from(p_clean.clone(), attacker.logits(xa));
+                let x_adv = pgd(&objective, &x, &cfg, |_, _| {}).adversarial;
+                let helper = self.helper.as_ref().expect("checked in new()");
+                let y_helper = argmax_rows(helper.logits(x_adv.clone()));
+                let x_helper = x.clone() + (x_adv.clone() - x.clone()) * r.helper_h;
+                let logits_clean = self.model.logits(x.autodiff());
+                let logits_adv = self.model.logits(x_adv.autodiff());
+                let logits_helper = self.model.logits(x_helper.autodiff());
+                let p_clean = softmax(logits_clean.clone(), 1);
+                let loss = smooth_cross_entropy(logits_clean.clone(), &y, r.label_smoothing).mean()
+                    + kl_from(p_clean, logits_adv).mean() * r.beta
+                    + cross_entropy(logits_helper, &y_helper).mean() * r.gamma;
+                (loss, logits_clean)
+            }
+            Method::Oe | Method::Aoe | Method::Aloe => {
+                let x_out = x_out.expect("outliers loaded for the OE family");
+                let x_out = if r.method == Method::Aloe {
+                    let objective = |xo: Tensor<4>| uniform_cross_entropy(attacker.logits(xo));
+                    pgd(&objective, &x_out, &PgdConfig { seed: cfg.seed ^ 1, ..cfg.clone() }, |_, _| {}).adversarial
+                } else {
+                    x_out
+                };
+                // One forward over both: BatchNorm statistics are shared, as in the OE code.
+                let logits = self.model.logits(Tensor::cat(vec![x_train, x_out], 0).autodiff());
+                let (logits_in, logits_out) = (logits.clone().narrow(0, 0, n), logits.narrow(0, n, n));
+                let loss = cross_entropy(logits_in.clone(), &y).mean() + uniform_cross_entropy(logits_out).mean() * r.oe_weight;
+                (loss, logits_in)
+            }
+        };
+        let loss_value = to_vec(loss.clone().detach())[0] as f64;
+        let acc = accuracy(logits_for_acc.detach(), &y);
+        let lr = r.schedule.lr(r.lr, progress);
+        let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
+        self.model.net = self.optim.step(lr, self.model.net.clone(), grads);
+        Ok(StepStats { loss: loss_value, accuracy: Some(acc), images: n })
+    }
+
+    fn validate(&mut self, _epoch: usize) -> anyhow::Result<(serde_json::Map<String, Value>, f64)> {
+        let (clean, robust) = self.accuracies(&self.val_idx, self.recipe.val_attack_size);
+        let mut m = serde_json::Map::new();
+        m.insert("val_accuracy".into(), json!(clean));
+        m.insert("val_pgd10_accuracy".into(), json!(robust));
+        m.insert("val_attacked_images".into(), json!(self.recipe.val_attack_size.min(self.val_idx.len())));
+        // Adversarially trained models are selected on robust accuracy (robust overfitting),
+        // the others on clean accuracy.
+        let score = if self.recipe.method.attacks_in() { robust } else { clean };
+        Ok((m, score))
+    }
+
+    fn net(&self) -> &AtdNet {
+        &self.model.net
+    }
+
+    fn set_net(&mut self, net: AtdNet) {
+        self.model.net = net;
+    }
+
+    fn optimizers(&mut self) -> Vec<(&'static str, &mut ModuleOptimizer)> {
+        vec![("sgd", &mut self.optim)]
+    }
+
+    fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()> {
+        Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
+    }
+}
+
+/// `atd train extractor`: train, then export `<out>/extractor.safetensors`.
+pub fn train(recipe: ExtractorRecipe, opts: &RunOptions, data_dir: &Path, device: &Device) -> anyhow::Result<()> {
+    let recipe_json = serde_json::to_value(&recipe)?;
+    let mut task = ExtractorTraining::new(recipe, data_dir, device)?;
+    eprintln!(
+        "training a {:?} extractor ({:?}) on {} images, validating on {}",
+        task.recipe.arch,
+        task.recipe.method,
+        task.train_idx.len(),
+        task.val_idx.len()
+    );
+    let summary = super::run(&mut task, opts, &recipe_json)?;
+    if !summary.finished {
+        return Ok(());
+    }
+    let out = opts.out.join("extractor.safetensors");
+    let model = task.export(&super::best_weights_path(&opts.out), &out)?;
+    eprintln!(
+        "wrote {} (best epoch {}, selection score {:.4}); thresholds {:?}; {:.0} images/s over this run",
+        out.display(),
+        summary.best_metrics["epoch"],
+        summary.best_score,
+        model.card.thresholds,
+        summary.images_per_second
+    );
+    Ok(())
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Train the shipped default models on the data pack with the project's own commands, on this
+# machine's CPU (Burn flex backend), and copy them to web/models/. Every stage checkpoints each
+# epoch: rerun this script after an interruption and it resumes where it stopped.
+#   ATD_DATA   data pack folder (default ../shared/data)
+#   RUNS       run folders (default runs/)
+#   BACKEND    cpu or wgpu (default cpu)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-runs}
+BACKEND=${BACKEND:-cpu}
+ATD=${ATD:-target/release/atd}
+[ -x "$ATD" ] || cargo build --release -p atd-train
+mkdir -p "$RUNS" web/models
+
+# 1. The non-robust baseline: standard training (also HAT's helper model).
+"$ATD" train extractor --method standard --arch small --epochs 10 --lr 0.1 \
+  --out "$RUNS/standard" --resume --backend "$BACKEND"
+# 2. The robust extractor: HAT with a 5-step PGD training attack (CPU budget), helper labels from 1.
+"$ATD" train extractor --method hat --arch small --epochs 10 --lr 0.1 --attack-steps 5 \
+  --helper "$RUNS/standard/extractor.safetensors" --out "$RUNS/hat" --resume --backend "$BACKEND"
+# 3. ATD on the HAT features, with the reference's frozen generator and with a trained one.
+for mode in frozen trained; do
+  "$ATD" train atd --extractor "$RUNS/hat/extractor.safetensors" --generator "$mode" \
+    --epochs 4 --train-limit 20000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
+done
+cp "$RUNS/standard/extractor.safetensors" web/models/standard.safetensors
+echo "trained: $RUNS/{standard,hat,atd-frozen,atd-trained}; pick the ATD model to ship into web/models/atd.safetensors"
