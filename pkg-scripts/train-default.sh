@@ -13,16 +13,18 @@ ATD=${ATD:-target/release/atd}
 [ -x "$ATD" ] || cargo build --release -p atd-train
 mkdir -p "$RUNS" web/models
 
+# CPU budget (2 cores, ~110 training images/s for this model): a few epochs, subsets for the
+# adversarial stages, shorter training attacks. On a GPU raise --epochs, drop --train-limit.
 # 1. The non-robust baseline: standard training (also HAT's helper model).
-"$ATD" train extractor --method standard --arch small --epochs 10 --lr 0.1 \
+"$ATD" train extractor --method standard --arch small --epochs 4 --lr 0.1 \
   --out "$RUNS/standard" --resume --backend "$BACKEND"
-# 2. The robust extractor: HAT with a 5-step PGD training attack (CPU budget), helper labels from 1.
-"$ATD" train extractor --method hat --arch small --epochs 10 --lr 0.1 --attack-steps 5 \
+# 2. The robust extractor: HAT with a 3-step PGD training attack, helper labels from 1.
+"$ATD" train extractor --method hat --arch small --epochs 4 --lr 0.1 --attack-steps 3 --train-limit 20000 \
   --helper "$RUNS/standard/extractor.safetensors" --out "$RUNS/hat" --resume --backend "$BACKEND"
 # 3. ATD on the HAT features, with the reference's frozen generator and with a trained one.
 for mode in frozen trained; do
   "$ATD" train atd --extractor "$RUNS/hat/extractor.safetensors" --generator "$mode" \
-    --epochs 4 --train-limit 20000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
+    --epochs 3 --attack-steps 5 --train-limit 10000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
 done
 cp "$RUNS/standard/extractor.safetensors" web/models/standard.safetensors
 echo "trained: $RUNS/{standard,hat,atd-frozen,atd-trained}; pick the ATD model to ship into web/models/atd.safetensors"

@@ -4,6 +4,7 @@
 pub mod card;
 pub mod data;
 pub mod metrics;
+pub mod noise;
 pub mod preprocess;
 pub mod weights;
 mod zip;

@@ -6,7 +6,6 @@
 use burn::tensor::Tensor;
 
 use crate::model::tensor_from;
-use crate::rng::Rng;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PgdConfig {
@@ -61,11 +60,13 @@ pub fn pgd(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig, mut on_st
     let x = x.clone().detach();
     let device = x.device();
     let dims = x.dims();
-    let mut rng = Rng::new(cfg.seed);
     let mut best: Option<(Tensor<4>, Tensor<1>)> = None;
     for restart in 0..cfg.restarts.max(1) {
         let mut x_adv = if cfg.random_start && cfg.eps > 0.0 {
-            let noise: Vec<f32> = (0..dims.iter().product()).map(|_| (2.0 * rng.uniform() - 1.0) * cfg.eps).collect();
+            // The same start as the WGSL engine's for this seed (atd_core::noise).
+            let seed = (cfg.seed as u32).wrapping_add(restart as u32);
+            let n: usize = dims.iter().product();
+            let noise: Vec<f32> = (0..n).map(|i| atd_core::noise::noise(seed, i as u32) * cfg.eps).collect();
             (x.clone() + tensor_from(noise, dims, &device)).clamp(0.0, 1.0)
         } else {
             x.clone()

@@ -1,0 +1,239 @@
+//! The engine: a detector (ATD or MSP) from a weights file, on the GPU or on the CPU
+//! reference, with `score`, `input_gradient` and the whole PGD attack. The attack loop runs on
+//! the device: random start, forward, backward to the input, signed step and projection, with
+//! only the per-step objective records read back (every `HISTORY_STEPS` steps).
+
+use atd_core::IMAGE_VALUES;
+use atd_core::weights::Weights;
+
+use crate::gpu::{AdapterSummary, Gpu, GpuError, Resident};
+use crate::plan::{HISTORY_STEPS, Head, Op, Plan, PlanError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Weights(#[from] atd_core::weights::WeightsError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Gpu(#[from] GpuError),
+    #[error("expected {expected} input values ({batch} images of 3x32x32), got {found}")]
+    InputSize { expected: usize, found: usize, batch: usize },
+    #[error("invalid attack options: {0}")]
+    Options(String),
+}
+
+/// Which way the attack pushes the detector score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Make the input look in-distribution (raise the score): the attack on OOD inputs.
+    In,
+    /// Make the input look out-of-distribution (lower the score): the attack on in-distribution inputs.
+    Out,
+}
+
+impl Direction {
+    pub fn sign(self) -> f32 {
+        match self {
+            Direction::In => 1.0,
+            Direction::Out => -1.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttackOptions {
+    pub eps: f32,
+    pub steps: usize,
+    /// Default 2.5 eps / steps (the paper's).
+    pub step_size: Option<f32>,
+    pub direction: Direction,
+    pub restarts: usize,
+    pub seed: u32,
+    pub random_start: bool,
+}
+
+impl AttackOptions {
+    pub fn new(eps: f32, steps: usize, direction: Direction) -> Self {
+        Self { eps, steps, step_size: None, direction, restarts: 1, seed: 0, random_start: true }
+    }
+
+    pub fn step_size(&self) -> f32 {
+        self.step_size.unwrap_or(2.5 * self.eps / self.steps.max(1) as f32)
+    }
+
+    fn check(&self) -> Result<(), EngineError> {
+        let bad = |m: &str| Err(EngineError::Options(m.into()));
+        if !(0.0..=1.0).contains(&self.eps) {
+            return bad("eps must be in [0, 1]");
+        }
+        if self.restarts == 0 {
+            return bad("at least one restart");
+        }
+        if !self.step_size().is_finite() || self.step_size() < 0.0 {
+            return bad("the step size must be a non-negative number");
+        }
+        Ok(())
+    }
+}
+
+/// Result of an attack: the best images over restarts, their scores, and the score of every
+/// sample after every step (`history[restart * (steps + 1) + t]`, t = 0 is the start).
+#[derive(Clone, Debug)]
+pub struct AttackResult {
+    pub adversarial: Vec<f32>,
+    pub scores: Vec<f32>,
+    pub history: Vec<Vec<f32>>,
+}
+
+enum Backend {
+    Cpu { arena: Vec<f32> },
+    Gpu { gpu: Box<Gpu>, resident: Resident },
+}
+
+pub struct Engine {
+    pub plan: Plan,
+    backend: Backend,
+}
+
+impl Engine {
+    /// The detector `head` of a weights file on the GPU, for batches of `batch` images.
+    pub async fn gpu(bytes: &[u8], head: Head, batch: usize) -> Result<Self, EngineError> {
+        let plan = Plan::new(&Weights::from_bytes(bytes)?, head, batch)?;
+        let gpu = Gpu::new().await?;
+        let resident = gpu.upload(&plan.weights, plan.arena_len)?;
+        Ok(Self { plan, backend: Backend::Gpu { gpu: Box::new(gpu), resident } })
+    }
+
+    /// The same on the CPU reference (no GPU needed; slower).
+    pub fn cpu(bytes: &[u8], head: Head, batch: usize) -> Result<Self, EngineError> {
+        let plan = Plan::new(&Weights::from_bytes(bytes)?, head, batch)?;
+        let arena = vec![0.0; plan.arena_len];
+        Ok(Self { plan, backend: Backend::Cpu { arena } })
+    }
+
+    /// The adapter, when on the GPU.
+    pub fn adapter(&self) -> Option<&AdapterSummary> {
+        match &self.backend {
+            Backend::Gpu { gpu, .. } => Some(&gpu.adapter),
+            Backend::Cpu { .. } => None,
+        }
+    }
+
+    async fn execute(&mut self, table: &[Op], schedule: &[usize], writes: &[(usize, &[f32])], reads: &[(usize, usize)]) -> Result<Vec<Vec<f32>>, EngineError> {
+        match &mut self.backend {
+            Backend::Gpu { gpu, resident } => Ok(gpu.run(resident, table, schedule, writes, reads).await?),
+            Backend::Cpu { arena } => {
+                for (offset, values) in writes {
+                    arena[*offset..*offset + values.len()].copy_from_slice(values);
+                }
+                for &i in schedule {
+                    crate::cpu::run(&table[i], &self.plan.weights, arena);
+                }
+                Ok(reads.iter().map(|&(o, n)| arena[o..o + n].to_vec()).collect())
+            }
+        }
+    }
+
+    fn check_input(&self, images: &[f32]) -> Result<(), EngineError> {
+        let expected = self.plan.input_len();
+        if images.len() != expected {
+            return Err(EngineError::InputSize { expected, found: images.len(), batch: self.plan.batch });
+        }
+        Ok(())
+    }
+
+    /// The unbounded objective per image (D's logit, or log MSP).
+    pub async fn objective(&mut self, images: &[f32]) -> Result<Vec<f32>, EngineError> {
+        self.check_input(images)?;
+        let table = self.plan.forward.clone();
+        let schedule: Vec<usize> = (0..table.len()).collect();
+        let reads = [(self.plan.objective, self.plan.batch)];
+        Ok(self.execute(&table, &schedule, &[(self.plan.input, images)], &reads).await?.remove(0))
+    }
+
+    /// The detector score per image (higher = in-distribution).
+    pub async fn score(&mut self, images: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let objective = self.objective(images).await?;
+        Ok(objective.into_iter().map(|o| self.plan.score_from_objective(o)).collect())
+    }
+
+    /// d (sign * objective) / d input for each image, and the objective.
+    pub async fn input_gradient(&mut self, images: &[f32], direction: Direction) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
+        self.check_input(images)?;
+        let mut table = self.plan.forward_with_sign(direction.sign());
+        table.extend(self.plan.backward.iter().copied());
+        let schedule: Vec<usize> = (0..table.len()).collect();
+        let reads = [(self.plan.input_grad, self.plan.input_len()), (self.plan.objective, self.plan.batch)];
+        let mut out = self.execute(&table, &schedule, &[(self.plan.input, images)], &reads).await?;
+        let objective = out.pop().expect("two reads");
+        Ok((out.pop().expect("two reads"), objective))
+    }
+
+    /// L-infinity PGD on the detector score, entirely on the device. `on_records(t, scores)`
+    /// is called with the scores of every sample at each step t as they come back.
+    pub async fn attack(&mut self, images: &[f32], options: &AttackOptions, mut on_records: impl FnMut(usize, &[f32])) -> Result<AttackResult, EngineError> {
+        self.check_input(images)?;
+        options.check()?;
+        let p = &self.plan;
+        let (batch, n) = (p.batch, p.input_len());
+        let sign = options.direction.sign();
+        let eps = options.eps;
+        // The parameter table: forward, backward, step, record slots, starts, best-keeping.
+        let mut table = p.forward_with_sign(sign);
+        let forward: Vec<usize> = (0..table.len()).collect();
+        let backward: Vec<usize> = (table.len()..table.len() + p.backward.len()).collect();
+        table.extend(p.backward.iter().copied());
+        let step = table.len();
+        table.push(Op::pgd_step(p.clean, p.input, p.input_grad, n, eps, options.step_size()));
+        let record0 = table.len();
+        table.extend((0..HISTORY_STEPS).map(|k| Op::record(p.objective, p.history + k * batch, batch)));
+        let start0 = table.len();
+        for r in 0..options.restarts {
+            let start_eps = if options.random_start { eps } else { 0.0 };
+            table.push(Op::pgd_init(p.clean, p.input, n, options.seed.wrapping_add(r as u32), start_eps));
+        }
+        let keep_first = table.len();
+        table.push(Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, true, sign));
+        table.push(Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, false, sign));
+        let history_at = p.history;
+
+        let mut history = Vec::with_capacity(options.restarts * (options.steps + 1));
+        let mut writes: Vec<(usize, &[f32])> = vec![(self.plan.clean, images)];
+        for r in 0..options.restarts {
+            let mut schedule = vec![start0 + r];
+            let mut pending = 0;
+            // Step t: forward at x_t (recorded), backward, update; then the final forward at x_T.
+            for t in 0..=options.steps {
+                schedule.extend(&forward);
+                schedule.push(record0 + pending);
+                pending += 1;
+                if t < options.steps {
+                    schedule.extend(&backward);
+                    schedule.push(step);
+                } else {
+                    schedule.push(if r == 0 { keep_first } else { keep_first + 1 });
+                }
+                if pending == HISTORY_STEPS || t == options.steps {
+                    let reads = [(history_at, pending * batch)];
+                    let records = self.execute(&table, &schedule, &writes, &reads).await?.remove(0);
+                    writes.clear();
+                    schedule.clear();
+                    for chunk in records.chunks(batch) {
+                        let scores: Vec<f32> = chunk.iter().map(|&o| self.plan.score_from_objective(o)).collect();
+                        on_records(history.len(), &scores);
+                        history.push(scores);
+                    }
+                    pending = 0;
+                }
+            }
+        }
+        let reads = [(self.plan.best_input, n), (self.plan.best_objective, batch)];
+        let mut out = self.execute(&table, &[], &[], &reads).await?;
+        let best_objective = out.pop().expect("two reads");
+        let adversarial = out.pop().expect("two reads");
+        let scores = best_objective.into_iter().map(|o| self.plan.score_from_objective(o)).collect();
+        Ok(AttackResult { adversarial, scores, history })
+    }
+}

@@ -1,0 +1,11 @@
+//! atd-gpu: the detector and the PGD attack as our own WGSL compute shaders (`shaders/`) on
+//! wgpu, natively (Vulkan, Metal, DX12; lavapipe in CI) and in the browser (WebGPU), with a
+//! CPU reference that runs the very same kernel list.
+
+pub mod cpu;
+pub mod engine;
+pub mod gpu;
+pub mod plan;
+
+pub use engine::{AttackOptions, AttackResult, Direction, Engine, EngineError};
+pub use plan::{Head, Plan};

@@ -1,0 +1,133 @@
+//! The WGSL engine (on the GPU, lavapipe in CI, and on its CPU reference) against the Burn
+//! reference on the same weights file: scores, input gradients and whole PGD attacks.
+
+use atd_core::card::ExtractorSpec;
+use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use atd_tests::{card, cosine, images, random_weights};
+use atd_train::model::{tensor_from, to_vec};
+use atd_train::pgd::{PgdConfig, input_gradient, pgd};
+use atd_train::{Detector, Model};
+use burn::tensor::{Device, Tensor};
+
+const BATCH: usize = 2;
+
+fn detector(head: Head) -> Detector {
+    match head {
+        Head::Atd => Detector::Atd,
+        Head::Msp => Detector::Msp,
+    }
+}
+
+fn burn_input(x: &[f32]) -> Tensor<4> {
+    tensor_from(x.to_vec(), [x.len() / 3072, 3, 32, 32], &Device::flex())
+}
+
+/// Scores, gradients and a PGD attack of `steps` steps: the engine against Burn for `head`.
+fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize) {
+    let model = Model::from_bytes(bytes, &Device::flex()).unwrap().valid();
+    let d = detector(head);
+    let x = images(BATCH, 11);
+
+    let burn_scores = to_vec(model.score(d, burn_input(&x)));
+    let scores = pollster::block_on(engine.score(&x)).unwrap();
+    for (a, b) in burn_scores.iter().zip(&scores) {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{name} {head:?}: score burn {a} engine {b}");
+    }
+
+    let objective = |x: Tensor<4>| model.score_logit(d, x);
+    let burn_grad = to_vec(input_gradient(&objective, &burn_input(&x)));
+    let (grad, _) = pollster::block_on(engine.input_gradient(&x, Direction::In)).unwrap();
+    for i in 0..BATCH {
+        let range = i * 3072..(i + 1) * 3072;
+        let c = cosine(&burn_grad[range.clone()], &grad[range]);
+        assert!(c >= 0.9999, "{name} {head:?}: gradient cosine {c} for image {i}");
+    }
+
+    // PGD towards out: the same random start (atd_core::noise), so the same path up to sign
+    // flips of gradients that are zero up to rounding.
+    let eps = 8.0 / 255.0;
+    let options = AttackOptions { seed: 5, ..AttackOptions::new(eps, steps, Direction::Out) };
+    let mut steps_seen = 0;
+    let result = pollster::block_on(engine.attack(&x, &options, |_, s| {
+        assert_eq!(s.len(), BATCH);
+        steps_seen += 1;
+    }))
+    .unwrap();
+    assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
+    let down = |x: Tensor<4>| model.score_logit(d, x).neg();
+    let cfg = PgdConfig { seed: 5, ..PgdConfig::new(eps, steps) };
+    let burn_adv = to_vec(pgd(&down, &burn_input(&x), &cfg, |_, _| {}).adversarial);
+    let burn_final = to_vec(model.score(d, burn_input(&burn_adv)));
+    for i in 0..BATCH {
+        let (a, b) = (burn_final[i], result.scores[i]);
+        assert!((a - b).abs() <= 0.02 * a.abs().max(0.05), "{name} {head:?}: PGD-{steps} score burn {a} engine {b}");
+        assert!(result.scores[i] <= scores[i], "{name} {head:?}: the attack raised the score {} -> {}", scores[i], result.scores[i]);
+    }
+    for (k, (&adv, &clean)) in result.adversarial.iter().zip(&x).enumerate() {
+        assert!(adv >= clean - eps && adv <= clean + eps && (0.0..=1.0).contains(&adv), "{name}: value {k}: {adv} from {clean}");
+    }
+    let same = result.adversarial.iter().zip(&burn_adv).filter(|(a, b)| a == b).count();
+    assert!(same as f64 >= 0.95 * burn_adv.len() as f64, "{name} {head:?}: only {same} of {} adversarial values agree", burn_adv.len());
+}
+
+fn check_model(name: &str, extractor: ExtractorSpec, seed: u64, gpu: bool, heads: &[Head], steps: usize) {
+    let bytes = random_weights(card(extractor), seed);
+    for &head in heads {
+        let mut engine = if gpu {
+            pollster::block_on(Engine::gpu(&bytes, head, BATCH)).expect("a GPU adapter: install mesa-vulkan-drivers for lavapipe")
+        } else {
+            Engine::cpu(&bytes, head, BATCH).unwrap()
+        };
+        check(name, &bytes, &mut engine, head, steps);
+    }
+}
+
+#[test]
+fn gpu_engine_matches_burn_on_the_small_relu_model() {
+    check_model("small", ExtractorSpec::small(), 1, true, &[Head::Atd, Head::Msp], 10);
+}
+
+#[test]
+fn gpu_engine_matches_burn_on_a_random_preact_resnet18_swish() {
+    // The paper's extractor is ~0.6 GMAC per image: one head and a one-step attack keep
+    // lavapipe CI fast (the heads and longer attacks are covered on the small model).
+    check_model("preact18-swish", ExtractorSpec::preact_resnet18_swish(), 2, true, &[Head::Atd], 1);
+}
+
+#[test]
+fn cpu_engine_matches_burn_on_the_small_relu_model() {
+    check_model("small (cpu engine)", ExtractorSpec::small(), 3, false, &[Head::Atd, Head::Msp], 10);
+}
+
+#[test]
+fn shipped_models_match_burn() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/models");
+    let files: Vec<_> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    assert!(!files.is_empty(), "no shipped models in {}", dir.display());
+    for path in files {
+        let bytes = std::fs::read(&path).unwrap();
+        let card = atd_core::weights::read_card(&bytes).unwrap();
+        let heads = [(card.discriminator.is_some(), Head::Atd), (card.classifier.is_some(), Head::Msp)];
+        for head in heads.into_iter().filter_map(|(has, h)| has.then_some(h)) {
+            let mut engine = pollster::block_on(Engine::gpu(&bytes, head, BATCH)).unwrap();
+            check(&path.display().to_string(), &bytes, &mut engine, head, 10);
+        }
+    }
+}
+
+#[test]
+fn engine_rejects_bad_input_clearly() {
+    let bytes = random_weights(card(ExtractorSpec::tiny()), 4);
+    let mut engine = Engine::cpu(&bytes, Head::Atd, 1).unwrap();
+    let err = pollster::block_on(engine.score(&[0.5; 100])).unwrap_err().to_string();
+    assert!(err.contains("3072"), "{err}");
+    let mut no_d = card(ExtractorSpec::tiny());
+    no_d.discriminator = None;
+    let err = Engine::cpu(&random_weights(no_d, 4), Head::Atd, 1).err().unwrap().to_string();
+    assert!(err.contains("discriminator"), "{err}");
+    let err = Engine::cpu(&bytes[..bytes.len() / 2], Head::Atd, 1).err().unwrap().to_string();
+    assert!(!err.is_empty());
+    let bad = AttackOptions { restarts: 0, ..AttackOptions::new(0.1, 3, Direction::In) };
+    assert!(pollster::block_on(engine.attack(&images(1, 1), &bad, |_, _| {})).is_err());
+}
