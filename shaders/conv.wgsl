@@ -1,73 +1,98 @@
 // 2-D convolution without bias (NCHW, weights [cout, cin, k, k]), stride 1 or 2, explicit
 // top/left padding (bottom/right follow from the output size: symmetric or TF-SAME), and its
-// gradient with respect to the input.
+// gradient with respect to the input. Each thread computes four channels of one pixel, so every
+// activation it loads is used four times (register blocking); kernel taps that fall outside
+// the image are skipped by loop bounds, not per-tap branches.
 //
 // a: x, w (W), y, batch; b: cin, cout, hin, win; c: hout, wout, k, stride; d: pad_top, pad_left, accumulate.
 
-// One thread per output value.
+const BLOCK: u32 = 4u;
+
+// The weights of four consecutive output channels (clamped to the last real one) at one tap.
+fn weights4(base: u32, step: u32, first: u32, last: u32) -> vec4<f32> {
+    return vec4<f32>(
+        W[base + min(first, last) * step],
+        W[base + min(first + 1u, last) * step],
+        W[base + min(first + 2u, last) * step],
+        W[base + min(first + 3u, last) * step],
+    );
+}
+
+fn store4(at: u32, step: u32, first: u32, count: u32, v: vec4<f32>) {
+    for (var j = 0u; j < BLOCK; j++) {
+        if first + j < count {
+            let o = at + j * step;
+            if P.d.z != 0u { A[o] = A[o] + v[j]; } else { A[o] = v[j]; }
+        }
+    }
+}
+
+// One thread per (image, block of 4 output channels, output pixel).
 @compute @workgroup_size(256)
 fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
     let cin = P.b.x; let cout = P.b.y; let hin = P.b.z; let win = P.b.w;
     let hout = P.c.x; let wout = P.c.y; let k = P.c.z; let stride = P.c.w;
-    if i >= P.a.w * cout * hout * wout { return; }
+    let blocks = (cout + BLOCK - 1u) / BLOCK;
+    if i >= P.a.w * blocks * hout * wout { return; }
     let ox = i % wout;
     let oy = (i / wout) % hout;
-    let co = (i / (wout * hout)) % cout;
-    let n = i / (wout * hout * cout);
+    let co0 = ((i / (wout * hout)) % blocks) * BLOCK;
+    let n = i / (wout * hout * blocks);
     let y0 = i32(oy * stride) - i32(P.d.x);
     let x0 = i32(ox * stride) - i32(P.d.y);
-    var sum = 0.0;
+    let ky_lo = u32(max(0, -y0));
+    let ky_hi = u32(clamp(i32(hin) - y0, 0, i32(k)));
+    let kx_lo = u32(max(0, -x0));
+    let kx_hi = u32(clamp(i32(win) - x0, 0, i32(k)));
+    let kk = k * k;
+    var sum = vec4<f32>(0.0);
     for (var ci = 0u; ci < cin; ci++) {
         let xbase = P.a.x + (n * cin + ci) * hin * win;
-        let wbase = P.a.y + (co * cin + ci) * k * k;
-        for (var ky = 0u; ky < k; ky++) {
-            let y = y0 + i32(ky);
-            if y < 0 || y >= i32(hin) { continue; }
-            for (var kx = 0u; kx < k; kx++) {
-                let x = x0 + i32(kx);
-                if x < 0 || x >= i32(win) { continue; }
-                sum = sum + A[xbase + u32(y) * win + u32(x)] * W[wbase + ky * k + kx];
+        let wbase = P.a.y + ci * kk;
+        for (var ky = ky_lo; ky < ky_hi; ky++) {
+            let row = xbase + u32(y0 + i32(ky)) * win;
+            for (var kx = kx_lo; kx < kx_hi; kx++) {
+                let v = A[row + u32(x0 + i32(kx))];
+                sum = sum + v * weights4(wbase + ky * k + kx, cin * kk, co0, cout - 1u);
             }
         }
     }
-    if P.d.z != 0u { sum = sum + A[P.a.z + i]; }
-    A[P.a.z + i] = sum;
+    store4(P.a.z + ((n * cout + co0) * hout + oy) * wout + ox, hout * wout, co0, cout, sum);
 }
 
-// One thread per input value: dx[n, ci, y, x] (+)= sum over co, ky, kx of
-// w[co, ci, ky, kx] * dy[n, co, oy, ox] where oy * stride + ky - pad_top = y (same for x).
+// One thread per (image, block of 4 input channels, input pixel): dx[n, ci, y, x] (+)= sum over
+// co, ky, kx of w[co, ci, ky, kx] * dy[n, co, oy, ox] where oy * stride + ky - pad_top = y.
 // a: dy, w (W), dx, batch; b..d as conv_forward.
 @compute @workgroup_size(256)
 fn conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
     let cin = P.b.x; let cout = P.b.y; let hin = P.b.z; let win = P.b.w;
     let hout = P.c.x; let wout = P.c.y; let k = P.c.z; let stride = P.c.w;
-    if i >= P.a.w * cin * hin * win { return; }
+    let blocks = (cin + BLOCK - 1u) / BLOCK;
+    if i >= P.a.w * blocks * hin * win { return; }
     let x = i % win;
     let y = (i / win) % hin;
-    let ci = (i / (win * hin)) % cin;
-    let n = i / (win * hin * cin);
-    let ty = i32(y) + i32(P.d.x);
-    let tx = i32(x) + i32(P.d.y);
-    var sum = 0.0;
+    let ci0 = ((i / (win * hin)) % blocks) * BLOCK;
+    let n = i / (win * hin * blocks);
+    let ty = y + P.d.x;
+    let tx = x + P.d.y;
+    let kk = k * k;
+    var sum = vec4<f32>(0.0);
     for (var co = 0u; co < cout; co++) {
         let gbase = P.a.x + (n * cout + co) * hout * wout;
-        let wbase = P.a.y + (co * cin + ci) * k * k;
-        for (var ky = 0u; ky < k; ky++) {
-            let sy = ty - i32(ky);
-            if sy < 0 || sy % i32(stride) != 0 { continue; }
-            let oy = u32(sy) / stride;
+        let wbase = P.a.y + co * cin * kk;
+        // Taps with ky = ty (mod stride), ky <= ty and oy = (ty - ky) / stride < hout.
+        for (var ky = ty % stride; ky < k && ky <= ty; ky += stride) {
+            let oy = (ty - ky) / stride;
             if oy >= hout { continue; }
-            for (var kx = 0u; kx < k; kx++) {
-                let sx = tx - i32(kx);
-                if sx < 0 || sx % i32(stride) != 0 { continue; }
-                let ox = u32(sx) / stride;
+            for (var kx = tx % stride; kx < k && kx <= tx; kx += stride) {
+                let ox = (tx - kx) / stride;
                 if ox >= wout { continue; }
-                sum = sum + A[gbase + oy * wout + ox] * W[wbase + ky * k + kx];
+                let g = A[gbase + oy * wout + ox];
+                sum = sum + g * weights4(wbase + ky * k + kx, kk, ci0, cin - 1u);
             }
         }
     }
-    if P.d.z != 0u { sum = sum + A[P.a.z + i]; }
-    A[P.a.z + i] = sum;
+    store4(P.a.z + ((n * cin + ci0) * hin + y) * win + x, hin * win, ci0, cin, sum);
 }

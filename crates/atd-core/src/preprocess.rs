@@ -117,6 +117,23 @@ pub fn input_to_rgb8(input: &[f32]) -> Vec<u8> {
     (0..hw).flat_map(|i| (0..3).map(move |c| (input[c * hw + i].clamp(0.0, 1.0) * 255.0).round() as u8)).collect()
 }
 
+/// Quantise an adversarial input to bytes without leaving the eps-ball: each value moves from
+/// its clean byte towards the adversarial value by whole 1/255 steps, rounded towards the clean
+/// byte, so |result - clean| <= |adversarial - clean| holds exactly. Both are CHW.
+pub fn quantize_towards_clean(clean: &[u8], adversarial: &[f32]) -> Vec<u8> {
+    assert_eq!(clean.len(), adversarial.len(), "one adversarial value per clean byte");
+    clean
+        .iter()
+        .zip(adversarial)
+        .map(|(&c, &a)| (c as f32 + (a.clamp(0.0, 1.0) * 255.0 - c as f32).trunc()).clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+/// Convert CHW [0,1] values to CHW bytes, rounded.
+pub fn input_to_chw_bytes(input: &[f32]) -> Vec<u8> {
+    input.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
+}
+
 /// Convert CHW bytes (the CIFAR record layout) to a CHW [0,1] input.
 pub fn chw_bytes_to_input(bytes: &[u8]) -> Vec<f32> {
     bytes.iter().map(|&b| b as f32 / 255.0).collect()
@@ -125,6 +142,22 @@ pub fn chw_bytes_to_input(bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantisation_never_leaves_the_eps_ball() {
+        let clean: Vec<u8> = (0..=255).collect();
+        for eps_levels in [1u8, 4, 8] {
+            let eps = eps_levels as f32 / 255.0;
+            let adversarial: Vec<f32> = clean.iter().enumerate()
+                .map(|(i, &c)| (c as f32 / 255.0 + eps * [1.0, -1.0, 0.37, -0.99][i % 4]).clamp(0.0, 1.0)).collect();
+            let q = quantize_towards_clean(&clean, &adversarial);
+            for i in 0..clean.len() {
+                let moved = (q[i] as f32 - clean[i] as f32).abs();
+                assert!(moved <= eps_levels as f32, "value {i}: moved {moved} levels at eps {eps_levels}/255");
+                assert!((q[i] as f32 / 255.0 - adversarial[i]).abs() < 1.0 / 255.0 + 1e-6);
+            }
+        }
+    }
     use image::{ImageBuffer, ImageFormat, Luma, LumaA, Rgb, Rgba};
 
     fn encode(img: DynamicImage, format: ImageFormat) -> Vec<u8> {

@@ -195,7 +195,10 @@ fn conv(op: &Op, w: &[f32], a: &mut [f32]) {
     let (from, wt, to) = (p(0), p(1), p(2));
     let (cin, cout, hin, win, hout, wout, k, stride) = (p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11));
     let (pad_top, pad_left, accumulate) = (p(12) as isize, p(13) as isize, p(14) != 0);
-    for i in 0..op.threads as usize {
+    // One value per output (the GPU groups four channels per thread; the sums are the same).
+    let batch = p(3);
+    let outputs = if op.kernel == Kernel::ConvForward { batch * cout * hout * wout } else { batch * cin * hin * win };
+    for i in 0..outputs {
         let mut sum = 0.0f32;
         if op.kernel == Kernel::ConvForward {
             let (ox, oy, co, n) = (i % wout, (i / wout) % hout, (i / (wout * hout)) % cout, i / (wout * hout * cout));

@@ -123,6 +123,9 @@ pub struct Op {
     pub threads: u32,
 }
 
+/// Channels per thread in the convolution kernels (`BLOCK` in shaders/conv.wgsl).
+pub const CONV_BLOCK: usize = 4;
+
 /// Activation codes of `shaders/common.wgsl`.
 pub const ACT_NONE: u32 = 0;
 pub const ACT_RELU: u32 = 1;
@@ -187,9 +190,10 @@ impl Op {
     }
 
     pub fn conv(kernel: Kernel, from: usize, w: usize, to: usize, g: &ConvGeometry, batch: usize, accumulate: bool) -> Self {
+        // Each thread computes CONV_BLOCK channels of one pixel (see shaders/conv.wgsl).
         let threads = match kernel {
-            Kernel::ConvForward => batch * g.cout * g.hout * g.wout,
-            _ => batch * g.cin * g.hin * g.win,
+            Kernel::ConvForward => batch * g.cout.div_ceil(CONV_BLOCK) * g.hout * g.wout,
+            _ => batch * g.cin.div_ceil(CONV_BLOCK) * g.hin * g.win,
         };
         Op::new(
             kernel,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use atd_train::{Backend, Detector, Model, batches, dataset, model::to_vec, progress};
+use burn::tensor::Device;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -30,6 +31,35 @@ enum Command {
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
     },
+    /// Attack one image end to end on a detector's score and write the adversarial PNG.
+    Attack {
+        weights: PathBuf,
+        image: PathBuf,
+        /// gpu: our WGSL engine; cpu: the same kernels on the CPU; burn: the Burn reference.
+        #[arg(long, value_enum, default_value = "gpu")]
+        engine: AttackEngine,
+        /// The detector to attack: atd (discriminator) or msp (classifier head).
+        #[arg(long, value_enum, default_value = "atd")]
+        detector: AttackDetector,
+        /// in: make it look in-distribution; out: make it look OOD; auto: the opposite of the
+        /// clean verdict (needs the card's threshold; otherwise out).
+        #[arg(long, value_enum, default_value = "auto")]
+        direction: AttackDirection,
+        #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
+        eps: f32,
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        restarts: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u32,
+        /// The adversarial image (PNG, 32x32).
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the perturbation, amplified to the full range (PNG).
+        #[arg(long)]
+        perturbation: Option<PathBuf>,
+    },
     /// The paper's 2-D example (Fig. 4): one decision-map PNG per training setting, and the
     /// margin around the closed and open sets.
     Toy {
@@ -45,6 +75,26 @@ enum Command {
         #[command(subcommand)]
         what: TrainCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AttackEngine {
+    Gpu,
+    Cpu,
+    Burn,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AttackDetector {
+    Atd,
+    Msp,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum AttackDirection {
+    Auto,
+    In,
+    Out,
 }
 
 #[derive(Subcommand)]
@@ -101,6 +151,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { weights, json } => info(&weights, json),
         Command::Score { weights, images, backend } => score(&weights, &images, backend),
+        Command::Attack { weights, image, engine, detector, direction, eps, steps, restarts, seed, out, perturbation } => {
+            let options = AttackArgs { engine, detector, direction, eps, steps, restarts, seed };
+            attack(&weights, &image, &options, &out, perturbation.as_deref())
+        }
         Command::Toy { out, epochs, seed } => {
             println!("setting\tattacked (closed, open, generated)\tclosed-set margin\topen-set margin");
             for (s, closed, open) in atd_train::toy::run(&out, epochs, seed)? {
@@ -219,5 +273,111 @@ fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result
         }
         println!("{line}");
     }
+    Ok(())
+}
+
+struct AttackArgs {
+    engine: AttackEngine,
+    detector: AttackDetector,
+    direction: AttackDirection,
+    eps: f32,
+    steps: usize,
+    restarts: usize,
+    seed: u32,
+}
+
+fn write_png(path: &std::path::Path, chw: &[u8]) -> anyhow::Result<()> {
+    let rgb = atd_core::preprocess::input_to_rgb8(&atd_core::preprocess::chw_bytes_to_input(chw));
+    let img = image::RgbImage::from_raw(32, 32, rgb).expect("32x32 RGB");
+    img.save(path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, perturbation: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use atd_gpu::{AttackOptions, Direction, Engine, Head};
+    let bytes = std::fs::read(weights).with_context(|| format!("reading {}", weights.display()))?;
+    let file = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    // The model sees the 32x32 image as 8-bit values, exactly what a PNG can hold.
+    let clean_bytes = atd_core::preprocess::input_to_chw_bytes(&atd_core::preprocess::image_to_input(&file).with_context(|| format!("image {}", image.display()))?);
+    let clean = atd_core::preprocess::chw_bytes_to_input(&clean_bytes);
+    let (head, name) = match a.detector {
+        AttackDetector::Atd => (Head::Atd, "atd"),
+        AttackDetector::Msp => (Head::Msp, "msp"),
+    };
+    let mut engine = match a.engine {
+        AttackEngine::Gpu => Some(pollster::block_on(Engine::gpu(&bytes, head, 1))?),
+        AttackEngine::Cpu => Some(Engine::cpu(&bytes, head, 1)?),
+        AttackEngine::Burn => None,
+    };
+    let burn_model = match engine {
+        None => Some(Model::from_bytes(&bytes, &Backend::Cpu.device()?)?.valid()),
+        Some(_) => None,
+    };
+    let detector = match head {
+        Head::Atd => Detector::Atd,
+        Head::Msp => Detector::Msp,
+    };
+    let score_of = |engine: &mut Option<Engine>, x: &[f32]| -> anyhow::Result<f32> {
+        Ok(match engine {
+            Some(e) => pollster::block_on(e.score(x))?[0],
+            None => to_vec(burn_model.as_ref().unwrap().score(detector, batches::inputs_tensor(&[x.to_vec()], &Device::flex())))[0],
+        })
+    };
+    let clean_score = score_of(&mut engine, &clean)?;
+    let card = atd_core::weights::read_card(&bytes)?;
+    let threshold = card.thresholds.get(name).copied();
+    let direction = match (a.direction, threshold) {
+        (AttackDirection::In, _) => Direction::In,
+        (AttackDirection::Out, _) => Direction::Out,
+        (AttackDirection::Auto, Some(t)) if clean_score < t => Direction::In,
+        (AttackDirection::Auto, _) => Direction::Out,
+    };
+    let options = AttackOptions { restarts: a.restarts, seed: a.seed, ..AttackOptions::new(a.eps, a.steps, direction) };
+    let bar = progress::bar(((a.steps + 1) * a.restarts) as u64, "attacking");
+    let started = std::time::Instant::now();
+    let adversarial = match &mut engine {
+        Some(e) => {
+            let result = pollster::block_on(e.attack(&clean, &options, |_, s| {
+                bar.set_message(format!("attacking: score {:.4}", s[0]));
+                bar.inc(1);
+            }))?;
+            result.adversarial
+        }
+        None => {
+            let model = burn_model.as_ref().unwrap();
+            let sign = direction.sign();
+            let objective = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x) * sign;
+            let cfg = atd_train::PgdConfig { restarts: a.restarts, seed: a.seed as u64, ..atd_train::PgdConfig::new(a.eps, a.steps) };
+            let x = batches::inputs_tensor(&[clean.clone()], &Device::flex());
+            to_vec(atd_train::pgd(&objective, &x, &cfg, |_, _| bar.inc(1)).adversarial)
+        }
+    };
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let adv_bytes = atd_core::preprocess::quantize_towards_clean(&clean_bytes, &adversarial);
+    let adv_score = score_of(&mut engine, &atd_core::preprocess::chw_bytes_to_input(&adv_bytes))?;
+    write_png(out, &adv_bytes)?;
+    let linf = clean_bytes.iter().zip(&adv_bytes).map(|(c, a)| (*c as i32 - *a as i32).abs()).max().unwrap_or(0);
+    if let Some(path) = perturbation {
+        // Map [-eps, eps] to [0, 255] (mid-grey = unchanged).
+        let scale = 127.5 / (a.eps * 255.0).max(1.0 / 255.0);
+        let amplified: Vec<u8> = clean_bytes.iter().zip(&adv_bytes).map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8).collect();
+        write_png(path, &amplified)?;
+    }
+    let verdict = |s: f32| match threshold {
+        Some(t) if s >= t => " (in)",
+        Some(_) => " (OUT)",
+        None => "",
+    };
+    let engine_name = match (&engine, a.engine) {
+        (Some(e), AttackEngine::Gpu) => format!("WGSL on {}", e.adapter().map(|x| x.name.clone()).unwrap_or_default()),
+        (Some(_), _) => "WGSL kernels on the CPU".to_string(),
+        (None, _) => "Burn (flex CPU)".to_string(),
+    };
+    println!("detector:   {name} (threshold {})", threshold.map(|t| format!("{t:.4}")).unwrap_or("none".into()));
+    println!("attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), {engine_name}, {:.1} ms/step", a.steps, a.eps, a.restarts,
+        1000.0 * seconds / ((a.steps + 1) * a.restarts) as f64);
+    println!("score:      {clean_score:.4}{} -> {adv_score:.4}{}", verdict(clean_score), verdict(adv_score));
+    println!("L-inf:      {linf}/255 (eps {:.2}/255)", a.eps * 255.0);
+    println!("wrote:      {}", out.display());
     Ok(())
 }
