@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Run every test of the workspace. Release profile: the CLI and the tests then share one build
-# of Burn, and Burn's CPU kernels are far too slow unoptimised.
+# Every test: the Rust workspace (Burn models and training, the WGSL engine on the machine's GPU
+# or lavapipe, Burn-vs-engine parity), the wasm package build, and the page end to end in
+# headless Chromium (WebGPU on SwiftShader, then the CPU fallback). Release profile: the CLI and
+# the tests share one build of Burn, and Burn's CPU kernels are far too slow unoptimised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tests that read the data pack look at ATD_DATA, else ../shared/data beside the checkout.
@@ -9,6 +11,9 @@ if [ -z "${ATD_DATA:-}" ] && [ -d ../shared/data ]; then
   export ATD_DATA
 fi
 echo "data pack: ${ATD_DATA:-not found (data tests will be skipped)}"
+# Mesa prints an error without a runtime dir.
+export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 cargo test --release --workspace "$@"
-# atd-core is shared with the browser: it must keep building for wasm32.
-cargo build --release -p atd-core --target wasm32-unknown-unknown
+# The browser: build the wasm package (atd-core, atd-gpu and atd-web for wasm32), then the page.
+pkg-scripts/build-web.sh
+node tests/browser/e2e.mjs

@@ -51,6 +51,7 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize
     let result = pollster::block_on(engine.attack(&x, &options, |_, s| {
         assert_eq!(s.len(), BATCH);
         steps_seen += 1;
+        true
     }))
     .unwrap();
     assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
@@ -129,5 +130,5 @@ fn engine_rejects_bad_input_clearly() {
     let err = Engine::cpu(&bytes[..bytes.len() / 2], Head::Atd, 1).err().unwrap().to_string();
     assert!(!err.is_empty());
     let bad = AttackOptions { restarts: 0, ..AttackOptions::new(0.1, 3, Direction::In) };
-    assert!(pollster::block_on(engine.attack(&images(1, 1), &bad, |_, _| {})).is_err());
+    assert!(pollster::block_on(engine.attack(&images(1, 1), &bad, |_, _| true)).is_err());
 }

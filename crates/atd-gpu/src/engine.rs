@@ -159,6 +159,24 @@ impl Engine {
         Ok(objective.into_iter().map(|o| self.plan.score_from_objective(o)).collect())
     }
 
+    /// Scores and, when the file has a classifier head, the predicted class of each image.
+    pub async fn score_and_classify(&mut self, images: &[f32]) -> Result<(Vec<f32>, Option<Vec<usize>>), EngineError> {
+        self.check_input(images)?;
+        let table = self.plan.forward.clone();
+        let schedule: Vec<usize> = (0..table.len()).collect();
+        let mut reads = vec![(self.plan.objective, self.plan.batch)];
+        if let Some(logits) = self.plan.class_logits {
+            reads.push((logits, self.plan.batch * self.plan.classes));
+        }
+        let mut out = self.execute(&table, &schedule, &[(self.plan.input, images)], &reads).await?;
+        let classes = (out.len() == 2).then(|| {
+            let logits = out.pop().expect("two reads");
+            logits.chunks(self.plan.classes).map(|r| r.iter().enumerate().fold(0, |best, (c, v)| if *v > r[best] { c } else { best })).collect()
+        });
+        let scores = out.pop().expect("one read").into_iter().map(|o| self.plan.score_from_objective(o)).collect();
+        Ok((scores, classes))
+    }
+
     /// d (sign * objective) / d input for each image, and the objective.
     pub async fn input_gradient(&mut self, images: &[f32], direction: Direction) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
         self.check_input(images)?;
@@ -172,8 +190,9 @@ impl Engine {
     }
 
     /// L-infinity PGD on the detector score, entirely on the device. `on_records(t, scores)`
-    /// is called with the scores of every sample at each step t as they come back.
-    pub async fn attack(&mut self, images: &[f32], options: &AttackOptions, mut on_records: impl FnMut(usize, &[f32])) -> Result<AttackResult, EngineError> {
+    /// is called with the scores of every sample at each step t as they come back; returning
+    /// false stops the attack early (the images reached so far are kept and scored).
+    pub async fn attack(&mut self, images: &[f32], options: &AttackOptions, mut on_records: impl FnMut(usize, &[f32]) -> bool) -> Result<AttackResult, EngineError> {
         self.check_input(images)?;
         options.check()?;
         let p = &self.plan;
@@ -201,32 +220,43 @@ impl Engine {
 
         let mut history = Vec::with_capacity(options.restarts * (options.steps + 1));
         let mut writes: Vec<(usize, &[f32])> = vec![(self.plan.clean, images)];
+        let mut stopped = false;
         for r in 0..options.restarts {
             let mut schedule = vec![start0 + r];
             let mut pending = 0;
             // Step t: forward at x_t (recorded), backward, update; then the final forward at x_T.
-            for t in 0..=options.steps {
+            let mut t = 0;
+            loop {
+                let last = t == options.steps || stopped;
                 schedule.extend(&forward);
                 schedule.push(record0 + pending);
                 pending += 1;
-                if t < options.steps {
+                if last {
+                    schedule.push(if r == 0 { keep_first } else { keep_first + 1 });
+                } else {
                     schedule.extend(&backward);
                     schedule.push(step);
-                } else {
-                    schedule.push(if r == 0 { keep_first } else { keep_first + 1 });
                 }
-                if pending == HISTORY_STEPS || t == options.steps {
+                if pending == HISTORY_STEPS || last {
                     let reads = [(history_at, pending * batch)];
                     let records = self.execute(&table, &schedule, &writes, &reads).await?.remove(0);
                     writes.clear();
                     schedule.clear();
                     for chunk in records.chunks(batch) {
                         let scores: Vec<f32> = chunk.iter().map(|&o| self.plan.score_from_objective(o)).collect();
-                        on_records(history.len(), &scores);
+                        stopped |= !on_records(history.len(), &scores);
                         history.push(scores);
                     }
                     pending = 0;
+                    yield_now().await;
                 }
+                if last {
+                    break;
+                }
+                t += 1;
+            }
+            if stopped {
+                break;
             }
         }
         let reads = [(self.plan.best_input, n), (self.plan.best_objective, batch)];
@@ -237,3 +267,18 @@ impl Engine {
         Ok(AttackResult { adversarial, scores, history })
     }
 }
+
+/// Let the host's event loop run between attack chunks (in a browser worker, so that a stop
+/// request can arrive while the CPU engine is busy); nothing to do natively.
+#[cfg(target_arch = "wasm32")]
+async fn yield_now() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let set_timeout = js_sys::Reflect::get(&js_sys::global(), &"setTimeout".into()).expect("setTimeout exists");
+        let set_timeout: js_sys::Function = set_timeout.into();
+        let _ = set_timeout.call2(&wasm_bindgen::JsValue::UNDEFINED, &resolve, &0.into());
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+async fn yield_now() {}

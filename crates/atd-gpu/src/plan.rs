@@ -345,8 +345,9 @@ pub struct Plan {
     pub input_grad: usize,
     /// The objective per sample (the unbounded score: D's logit, or log MSP).
     pub objective: usize,
-    /// Classifier logits (MSP head), `[batch, classes]`.
-    pub logits: usize,
+    /// Classifier logits `[batch, classes]` when the file has a classifier head (computed in the
+    /// forward pass for both heads: the predicted class).
+    pub class_logits: Option<usize>,
     pub classes: usize,
     /// The attack's best images and objectives over restarts.
     pub best_input: usize,
@@ -490,8 +491,16 @@ impl Plan {
         let objective = arena.alloc(batch);
         let best_objective = arena.alloc(batch);
         let history = arena.alloc(batch * HISTORY_STEPS);
-        let (logits, classes, objective_op);
-        match head {
+        // The classifier head (MSP's objective; the predicted class for both heads).
+        let classifier = card.classifier.map(|c| {
+            let cw = pack.tensor(weights, "classifier.weight");
+            let cb = pack.tensor(weights, "classifier.bias");
+            let logits = arena.alloc(batch * c);
+            let d_logits = arena.alloc(batch * c);
+            fwd.push(Op::linear(features, cw, logits, batch, f, c, Some(cb)));
+            (c, cw, logits, d_logits)
+        });
+        let objective_op = match head {
             Head::Atd => {
                 let d = card.discriminator.as_ref().expect("checked above");
                 let ones = pack.push(&vec![1.0; *d.widths.iter().max().unwrap_or(&1)]);
@@ -511,25 +520,18 @@ impl Plan {
                     (x, dx, nin) = (y, dy, w);
                 }
                 let ow = pack.tensor(weights, "discriminator.output.weight");
-                logits = arena.alloc(batch);
-                let d_logits = arena.alloc(batch);
-                fwd.push(Op::linear(x, ow, logits, batch, nin, 1, None));
-                bwd_rev.push(Op::linear_backward(d_logits, ow, dx, batch, nin, 1));
-                classes = 1;
-                objective_op = Op::objective(logits, objective, d_logits, batch, 1, false, 1.0);
+                let logit = arena.alloc(batch);
+                let d_logit = arena.alloc(batch);
+                fwd.push(Op::linear(x, ow, logit, batch, nin, 1, None));
+                bwd_rev.push(Op::linear_backward(d_logit, ow, dx, batch, nin, 1));
+                Op::objective(logit, objective, d_logit, batch, 1, false, 1.0)
             }
             Head::Msp => {
-                let c = card.classifier.expect("checked above");
-                let cw = pack.tensor(weights, "classifier.weight");
-                let cb = pack.tensor(weights, "classifier.bias");
-                logits = arena.alloc(batch * c);
-                let d_logits = arena.alloc(batch * c);
-                fwd.push(Op::linear(features, cw, logits, batch, f, c, Some(cb)));
+                let (c, cw, logits, d_logits) = classifier.expect("checked above");
                 bwd_rev.push(Op::linear_backward(d_logits, cw, d_features, batch, f, c));
-                classes = c;
-                objective_op = Op::objective(logits, objective, d_logits, batch, c, true, 1.0);
+                Op::objective(logits, objective, d_logits, batch, c, true, 1.0)
             }
-        }
+        };
         fwd.push(objective_op);
         bwd_rev.reverse();
         if arena.len > u32::MAX as usize || pack.data.len() > u32::MAX as usize {
@@ -545,8 +547,8 @@ impl Plan {
             clean,
             input_grad,
             objective,
-            logits,
-            classes,
+            class_logits: classifier.map(|c| c.2),
+            classes: classifier.map_or(0, |c| c.0),
             best_input,
             best_objective,
             history,

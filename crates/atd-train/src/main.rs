@@ -339,6 +339,7 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, per
             let result = pollster::block_on(e.attack(&clean, &options, |_, s| {
                 bar.set_message(format!("attacking: score {:.4}", s[0]));
                 bar.inc(1);
+                true
             }))?;
             result.adversarial
         }

@@ -1,0 +1,156 @@
+//! atd-web: what the page's worker calls. Detectors load from the bytes of a weights file and
+//! run on WebGPU through our WGSL engine, or on the engine's CPU reference where WebGPU is
+//! missing; images are decoded and reduced to the model's 32x32 input here, in the browser.
+
+use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Decode an image file of any size and format (PNG, JPEG, WebP, GIF, BMP) to the model's
+/// 32x32 input as CHW bytes.
+#[wasm_bindgen]
+pub fn preprocess(file: &[u8]) -> Result<Vec<u8>, JsError> {
+    let input = atd_core::preprocess::image_to_input(file).map_err(js_err)?;
+    Ok(atd_core::preprocess::input_to_chw_bytes(&input))
+}
+
+/// CHW bytes to RGBA bytes for an `ImageData`.
+#[wasm_bindgen]
+pub fn chw_to_rgba(chw: &[u8]) -> Vec<u8> {
+    let hw = chw.len() / 3;
+    (0..hw).flat_map(|i| [chw[i], chw[hw + i], chw[2 * hw + i], 255]).collect()
+}
+
+/// The perturbation `adversarial - clean` as RGBA, mapped from [-eps, eps] to [0, 255] (grey =
+/// unchanged).
+#[wasm_bindgen]
+pub fn perturbation_rgba(clean: &[u8], adversarial: &[u8], eps: f32) -> Vec<u8> {
+    let scale = 127.5 / (eps * 255.0).max(1.0);
+    let diff: Vec<u8> = clean.iter().zip(adversarial).map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8).collect();
+    chw_to_rgba(&diff)
+}
+
+/// CHW bytes as a 32x32 PNG file.
+#[wasm_bindgen]
+pub fn encode_png(chw: &[u8]) -> Result<Vec<u8>, JsError> {
+    let rgb = atd_core::preprocess::input_to_rgb8(&atd_core::preprocess::chw_bytes_to_input(chw));
+    let img = image::RgbImage::from_raw(32, 32, rgb).ok_or_else(|| JsError::new("expected 3x32x32 bytes"))?;
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(js_err)?;
+    Ok(png)
+}
+
+/// Largest per-value change between two CHW byte images, in 1/255 units.
+#[wasm_bindgen]
+pub fn linf_levels(clean: &[u8], adversarial: &[u8]) -> u32 {
+    clean.iter().zip(adversarial).map(|(c, a)| (*c as i32 - *a as i32).unsigned_abs()).max().unwrap_or(0)
+}
+
+/// One detector (ATD's discriminator or a classifier's MSP) on one image at a time.
+#[wasm_bindgen]
+pub struct Detector {
+    engine: Engine,
+    info: serde_json::Value,
+    threshold: Option<f32>,
+}
+
+#[derive(serde::Deserialize)]
+struct AttackRequest {
+    direction: Direction,
+    eps: f32,
+    steps: usize,
+    #[serde(default)]
+    seed: u32,
+}
+
+#[wasm_bindgen]
+impl Detector {
+    /// `head`: "atd" or "msp"; `engine`: "gpu" (WebGPU) or "cpu" (the CPU reference).
+    pub async fn load(bytes: Vec<u8>, head: String, engine: String) -> Result<Detector, JsError> {
+        let head = match head.as_str() {
+            "atd" => Head::Atd,
+            "msp" => Head::Msp,
+            other => return Err(JsError::new(&format!("unknown detector {other:?} (atd or msp)"))),
+        };
+        let engine = match engine.as_str() {
+            "gpu" => Engine::gpu(&bytes, head, 1).await.map_err(js_err)?,
+            "cpu" => Engine::cpu(&bytes, head, 1).map_err(js_err)?,
+            other => return Err(JsError::new(&format!("unknown engine {other:?} (gpu or cpu)"))),
+        };
+        let card = &engine.plan.card;
+        let name = if head == Head::Atd { "atd" } else { "msp" };
+        let threshold = card.thresholds.get(name).copied();
+        let e = &card.extractor;
+        let info = serde_json::json!({
+            "detector": name,
+            "engine": if engine.adapter().is_some() { "webgpu" } else { "cpu" },
+            "adapter": engine.adapter(),
+            "threshold": threshold,
+            "class_names": card.class_names,
+            "extractor": format!("pre-activation ResNet, widths {:?}, blocks {:?}, {:?}", e.widths, e.blocks, e.activation),
+            "training": card.training.get("recipe").and_then(|r| r.get("method")).cloned()
+                .or_else(|| card.training.get("command").cloned()),
+            "metrics": card.metrics,
+        });
+        Ok(Detector { engine, info, threshold })
+    }
+
+    /// JSON: detector, engine, adapter (name, backend, software), threshold, classes, training.
+    pub fn info(&self) -> String {
+        self.info.to_string()
+    }
+
+    /// JSON `{score, in_distribution, class}` for CHW bytes of one 32x32 image.
+    pub async fn score(&mut self, chw: Vec<u8>) -> Result<String, JsError> {
+        let input = atd_core::preprocess::chw_bytes_to_input(&chw);
+        let (scores, classes) = self.engine.score_and_classify(&input).await.map_err(js_err)?;
+        Ok(self.verdict(scores[0], classes.map(|c| c[0])).to_string())
+    }
+
+    fn verdict(&self, score: f32, class: Option<usize>) -> serde_json::Value {
+        serde_json::json!({
+            "score": score,
+            "in_distribution": self.threshold.map(|t| score >= t),
+            "class": class.and_then(|c| self.engine.plan.card.class_names.get(c).cloned()),
+        })
+    }
+
+    /// PGD on this detector's score: `options` is JSON `{direction: "in"|"out", eps, steps,
+    /// seed}`. `on_step(t, score)` is called for every step as scores come back; returning
+    /// `false` stops early. Returns JSON `{adversarial: [CHW bytes, quantised towards the clean
+    /// image so the eps-ball holds], score, in_distribution, class, linf, steps, ms_per_step}`.
+    pub async fn attack(&mut self, chw: Vec<u8>, options: String, on_step: js_sys::Function) -> Result<String, JsError> {
+        let request: AttackRequest = serde_json::from_str(&options).map_err(js_err)?;
+        let clean = atd_core::preprocess::chw_bytes_to_input(&chw);
+        let opts = AttackOptions { seed: request.seed, ..AttackOptions::new(request.eps, request.steps, request.direction) };
+        let started = js_sys::Date::now();
+        let mut steps_done = 0;
+        let result = self
+            .engine
+            .attack(&clean, &opts, |t, scores| {
+                steps_done = t;
+                let keep_going = on_step.call2(&JsValue::NULL, &JsValue::from(t as u32), &JsValue::from(scores[0]));
+                !matches!(keep_going, Ok(v) if v == JsValue::FALSE)
+            })
+            .await
+            .map_err(js_err)?;
+        let ms_per_step = (js_sys::Date::now() - started) / (steps_done.max(1) as f64);
+        let adversarial = atd_core::preprocess::quantize_towards_clean(&chw, &result.adversarial);
+        // Score what the user downloads: the quantised image.
+        let (scores, classes) = self.engine.score_and_classify(&atd_core::preprocess::chw_bytes_to_input(&adversarial)).await.map_err(js_err)?;
+        let mut out = self.verdict(scores[0], classes.map(|c| c[0]));
+        out["adversarial"] = serde_json::json!(adversarial);
+        out["linf"] = serde_json::json!(linf_levels(&chw, &adversarial));
+        out["steps"] = serde_json::json!(steps_done);
+        out["ms_per_step"] = serde_json::json!(ms_per_step);
+        Ok(out.to_string())
+    }
+}

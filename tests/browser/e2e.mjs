@@ -1,0 +1,198 @@
+// End-to-end test of the demo page in Debian's Chromium (never a downloaded browser), driven by
+// playwright-core. It serves web/ on 127.0.0.1 itself, uploads a real CIFAR-10 image converted
+// from the data pack at test time (or a generated one without it), checks scores, runs a short
+// attack on both detectors (the chart grows, the scores move the requested way), downloads the
+// adversarial PNG and checks its L-infinity distance, checks a bad upload shows an error, and
+// repeats with WebGPU switched off (the CPU fallback). Prints "N passed, M failed".
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join, extname, dirname, resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { deflateSync, inflateSync, crc32 } from 'node:zlib';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const web = join(root, 'web');
+const out = join(root, 'target', 'browser');
+mkdirSync(out, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const BASE_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+// ---- tiny PNG codec (8-bit RGB/RGBA, all five filters) -----------------------------------
+function encodePng(width, height, rgb) {
+  const raw = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) rgb.copy(raw, y * (width * 3 + 1) + 1, y * width * 3, (y + 1) * width * 3);
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const ihdr = Buffer.alloc(13);
+  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = 8; ihdr[9] = 2;
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
+}
+
+function decodePng(buf) {
+  let pos = 8, width, height, channels, idat = [];
+  while (pos < buf.length) {
+    const len = buf.readUInt32BE(pos), type = buf.toString('ascii', pos + 4, pos + 8), data = buf.subarray(pos + 8, pos + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0); height = data.readUInt32BE(4);
+      if (data[8] !== 8) throw new Error('only 8-bit PNGs');
+      channels = { 2: 3, 6: 4 }[data[9]];
+    }
+    if (type === 'IDAT') idat.push(data);
+    pos += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat)), stride = width * channels, pixels = Buffer.alloc(stride * height);
+  for (let y = 0; y < height; y++) {
+    const filter = raw[y * (stride + 1)];
+    for (let x = 0; x < stride; x++) {
+      const v = raw[y * (stride + 1) + 1 + x];
+      const a = x >= channels ? pixels[y * stride + x - channels] : 0;
+      const b = y > 0 ? pixels[(y - 1) * stride + x] : 0;
+      const c = x >= channels && y > 0 ? pixels[(y - 1) * stride + x - channels] : 0;
+      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+      const paeth = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+      pixels[y * stride + x] = (v + [0, a, b, (a + b) >> 1, paeth][filter]) & 255;
+    }
+  }
+  const rgb = Buffer.alloc(width * height * 3);
+  for (let i = 0; i < width * height; i++) for (let k = 0; k < 3; k++) rgb[i * 3 + k] = pixels[i * channels + k];
+  return { width, height, rgb };
+}
+
+// ---- a real image from the data pack ---------------------------------------------------------
+function testImage() {
+  const data = process.env.ATD_DATA || join(root, '..', 'shared', 'data');
+  const file = join(data, 'cifar10-test.bin');
+  const rgb = Buffer.alloc(64 * 64 * 3);
+  if (existsSync(file)) {
+    // A CIFAR-10 test image (record 7), upscaled 2x so the page has to resize it.
+    const rec = readFileSync(file).subarray(7 * 3073, 8 * 3073);
+    for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) for (let c = 0; c < 3; c++)
+      rgb[(y * 64 + x) * 3 + c] = rec[1 + c * 1024 + (y >> 1) * 32 + (x >> 1)];
+    return { path: writeTemp('cifar-test-7.png', encodePng(64, 64, rgb)), real: true };
+  }
+  for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37) % 256;
+  return { path: writeTemp('generated.png', encodePng(64, 64, rgb)), real: false };
+}
+
+const temp = mkdtempSync(join(tmpdir(), 'atd-e2e-'));
+function writeTemp(name, bytes) { const p = join(temp, name); writeFileSync(p, bytes); return p; }
+
+// ---- static server on 127.0.0.1 ---------------------------------------------------------
+const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png', '.safetensors': 'application/octet-stream' };
+const requests = [];
+const server = createServer((req, res) => {
+  requests.push(`${req.method} ${req.url}`);
+  const path = join(web, decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/\/$/, '/index.html'));
+  if (!path.startsWith(web) || !existsSync(path)) { res.writeHead(404); return res.end('not found'); }
+  res.writeHead(200, { 'content-type': MIME[extname(path)] || 'application/octet-stream' });
+  res.end(readFileSync(path));
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const url = `http://127.0.0.1:${server.address().port}/`;
+
+// ---- checks ------------------------------------------------------------------------------
+let passed = 0, failed = 0;
+async function check(name, fn) {
+  const started = Date.now();
+  try { await fn(); passed++; console.log(`ok   ${name} (${((Date.now() - started) / 1000).toFixed(1)} s)`); }
+  catch (err) { failed++; console.log(`FAIL ${name}: ${err.stack || err}`); }
+}
+function assert(cond, message) { if (!cond) throw new Error(message); }
+
+async function openPage(webgpu) {
+  const args = webgpu ? ['--enable-unsafe-webgpu', ...BASE_FLAGS] : BASE_FLAGS;
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  const page = await browser.newPage({ acceptDownloads: true });
+  const logs = [];
+  page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+  await page.goto(url);
+  await page.waitForSelector('#status:is([data-state="ready"], [data-state="cpu"], [data-state="failed"])', { timeout: 120000 });
+  return { browser, page, logs };
+}
+
+async function scoreOf(page, selector) {
+  return Number(await page.getAttribute(selector, 'data-score'));
+}
+
+async function attackFlow(page, steps, label) {
+  const image = testImage();
+  const previous = await page.getAttribute('#card-atd .score', 'data-score');
+  await page.setInputFiles('#file', image.path);
+  await page.waitForFunction((prev) => { const s = document.querySelector('#card-atd .score').dataset.score; return s !== undefined && s !== prev; }, previous, { timeout: 60000 });
+  const before = { atd: await scoreOf(page, '#card-atd .score'), baseline: await scoreOf(page, '#card-baseline .score') };
+  for (const k of ['atd', 'baseline']) assert(before[k] >= 0 && before[k] <= 1, `${k} score ${before[k]} is not a probability`);
+  const direction = await page.inputValue('#direction');
+  await page.fill('#steps', String(steps));
+  await page.click('#run');
+  // The chart grows while the attack runs.
+  await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.points) > 0, null, { timeout: 120000 });
+  await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 600000 });
+  const points = Number(await page.getAttribute('#chart', 'data-points'));
+  assert(points === 2 * (steps + 1), `chart has ${points} points, expected ${2 * (steps + 1)}`);
+  const after = { atd: await scoreOf(page, '#result-atd .summary'), baseline: await scoreOf(page, '#result-baseline .summary') };
+  const sign = direction === 'out' ? -1 : 1;
+  // Both moved the requested way (ATD may barely move: it is the robust one); the baseline moved.
+  for (const k of ['atd', 'baseline']) assert(sign * (after[k] - before[k]) >= -1e-3, `${label}: ${k} moved the wrong way: ${before[k]} -> ${after[k]} (${direction})`);
+  assert(sign * (after.baseline - before.baseline) > 0, `${label}: the baseline did not move: ${before.baseline} -> ${after.baseline}`);
+  // The downloaded PNG stays within eps of the 32x32 input the models saw.
+  const eps = Number(await page.inputValue('#eps'));
+  const clean = await page.evaluate(() => Array.from(document.querySelector('#input').getContext('2d').getImageData(0, 0, 32, 32).data));
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#result-baseline .download')]);
+  const saved = join(temp, `${label}-adversarial.png`);
+  await download.saveAs(saved);
+  const png = decodePng(readFileSync(saved));
+  assert(png.width === 32 && png.height === 32, `downloaded PNG is ${png.width}x${png.height}`);
+  let linf = 0;
+  for (let i = 0; i < 32 * 32; i++) for (let c = 0; c < 3; c++) linf = Math.max(linf, Math.abs(png.rgb[i * 3 + c] - clean[i * 4 + c]));
+  assert(linf <= eps && linf > 0, `downloaded PNG has L-inf ${linf}/255 from the input, eps ${eps}/255`);
+  return { before, after, direction, linf, real: image.real };
+}
+
+let summary = {};
+await check('WebGPU page: scores, live attack, download within eps, bad upload', async () => {
+  const { browser, page, logs } = await openPage(true);
+  try {
+    const state = await page.getAttribute('#status', 'data-state');
+    assert(state === 'ready', `status ${state}: ${await page.textContent('#status')}\n${logs.join('\n')}`);
+    assert((await page.getAttribute('#status', 'data-engine')) === 'gpu', 'not on WebGPU');
+    summary.webgpu = await attackFlow(page, 10, 'webgpu');
+    summary.webgpu.status = await page.textContent('#status');
+    await page.screenshot({ path: join(out, 'demo.png'), fullPage: true });
+    // A bad upload shows an error and the page keeps working.
+    await page.setInputFiles('#file', writeTemp('notes.txt', Buffer.from('not an image')));
+    await page.waitForSelector('#error:not([hidden])', { timeout: 30000 });
+    const error = await page.textContent('#error');
+    assert(/image/i.test(error), `unexpected error text: ${error}`);
+    await page.click('[data-sample="shapes"]');
+    await page.waitForSelector('#error[hidden]', { state: 'attached', timeout: 30000 });
+  } finally { await browser.close(); }
+});
+
+await check('without WebGPU: the CPU fallback scores and attacks', async () => {
+  const { browser, page, logs } = await openPage(false);
+  try {
+    const state = await page.getAttribute('#status', 'data-state');
+    assert(state === 'cpu', `status ${state}: ${await page.textContent('#status')}\n${logs.join('\n')}`);
+    assert(/WebGPU/.test(await page.textContent('#status')), 'no message about missing WebGPU');
+    summary.cpu = await attackFlow(page, 3, 'cpu');
+  } finally { await browser.close(); }
+});
+
+await check('the page fetched nothing but its own files', async () => {
+  const foreign = requests.filter((r) => !/^GET \/(|index\.html|app\.js|worker\.js|style\.css|pkg\/.*|models\/.*|samples\/.*)(\?.*)?$/.test(r));
+  assert(foreign.length === 0, `unexpected requests: ${foreign.join(', ')}`);
+  assert(!requests.some((r) => r.startsWith('POST') || r.startsWith('PUT')), 'the page uploaded something');
+});
+
+server.close();
+rmSync(temp, { recursive: true, force: true });
+console.log(JSON.stringify(summary));
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,278 @@
+// The page: image input, the two detectors' verdicts, the live attack and its chart. All model
+// work happens in worker.js; nothing is sent over the network except fetching this site's files.
+
+const $ = (selector) => document.querySelector(selector);
+const params = new URLSearchParams(location.search);
+const MODELS = [
+  { key: 'atd', url: 'models/atd.safetensors', head: 'atd', label: 'ATD', colour: '#1f77b4' },
+  { key: 'baseline', url: 'models/standard.safetensors', head: 'msp', label: 'Baseline', colour: '#e6550d' },
+];
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
+
+const worker = new Worker('worker.js', { type: 'module' });
+let infos = {};
+let current = null; // { id, chw, results }
+let nextId = 1;
+let attack = null; // { id, series: {key: [scores]}, eps }
+
+function showError(message) {
+  const box = $('#error');
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function setStatus(text, state) {
+  const status = $('#status');
+  status.textContent = text;
+  status.dataset.state = state;
+}
+
+function drawPixels(canvas, rgba) {
+  const ctx = canvas.getContext('2d');
+  ctx.putImageData(new ImageData(new Uint8ClampedArray(rgba), 32, 32), 0, 0);
+}
+
+function formatVerdict(info, r) {
+  const verdict = r.in_distribution === null || r.in_distribution === undefined ? ''
+    : r.in_distribution ? ' <span class="verdict-in">in-distribution</span>' : ' <span class="verdict-out">OUT-of-distribution</span>';
+  const cls = r.class ? ` · looks like a <b>${r.class}</b>` : '';
+  return `score ${r.score.toFixed(4)}${verdict}${cls}`;
+}
+
+function showScores(results) {
+  for (const m of MODELS) {
+    const card = $(`#card-${m.key}`);
+    const r = results[m.key];
+    const info = infos[m.key];
+    card.querySelector('.fill').style.width = `${(100 * r.score).toFixed(1)}%`;
+    card.querySelector('.fill').style.background = r.in_distribution === false ? '#c0392b' : '#2a9d4b';
+    const tick = card.querySelector('.tick');
+    if (info.threshold !== null && info.threshold !== undefined) {
+      tick.style.display = 'block';
+      tick.style.left = `${(100 * info.threshold).toFixed(1)}%`;
+      tick.title = `threshold ${info.threshold.toFixed(4)} (95% of in-distribution images score above it)`;
+    }
+    const p = card.querySelector('.score');
+    p.innerHTML = formatVerdict(info, r);
+    p.dataset.score = r.score;
+  }
+  // Attack the verdict: push in-distribution-looking images out, and the others in.
+  $('#direction').value = results.atd.in_distribution === false ? 'in' : 'out';
+}
+
+function sendImage(bytes) {
+  if (!bytes || bytes.byteLength === 0) return showError('That file is empty.');
+  if (bytes.byteLength > MAX_FILE_BYTES) return showError(`That file is ${(bytes.byteLength / 2 ** 20).toFixed(0)} MiB; the limit is 64 MiB.`);
+  showError('');
+  const id = nextId++;
+  current = { id, pending: true };
+  worker.postMessage({ type: 'image', id, bytes }, [bytes]);
+}
+
+async function sendFile(file) {
+  if (!file) return;
+  try {
+    sendImage(await file.arrayBuffer());
+  } catch (err) {
+    showError(`Could not read ${file.name}: ${err.message || err}`);
+  }
+}
+
+// ---- the chart -------------------------------------------------------------------------
+function drawChart() {
+  const canvas = $('#chart');
+  const ctx = canvas.getContext('2d');
+  const { width: w, height: h } = canvas;
+  const pad = { l: 44, r: 12, t: 12, b: 28 };
+  ctx.clearRect(0, 0, w, h);
+  ctx.font = '12px system-ui, sans-serif';
+  ctx.fillStyle = '#666';
+  ctx.strokeStyle = '#ddd';
+  const steps = attack ? Math.max(attack.steps, 1) : 100;
+  const x = (t) => pad.l + (w - pad.l - pad.r) * (t / steps);
+  const y = (s) => pad.t + (h - pad.t - pad.b) * (1 - s);
+  for (const s of [0, 0.25, 0.5, 0.75, 1]) {
+    ctx.beginPath(); ctx.moveTo(pad.l, y(s)); ctx.lineTo(w - pad.r, y(s)); ctx.stroke();
+    ctx.fillText(s.toFixed(2), 6, y(s) + 4);
+  }
+  ctx.fillText('0', pad.l, h - 8);
+  ctx.fillText(`${steps} steps`, x(steps) - 52, h - 8);
+  let points = 0;
+  for (const m of MODELS) {
+    const t = infos[m.key] && infos[m.key].threshold;
+    if (t !== null && t !== undefined) {
+      ctx.setLineDash([5, 4]); ctx.strokeStyle = m.colour;
+      ctx.beginPath(); ctx.moveTo(pad.l, y(t)); ctx.lineTo(w - pad.r, y(t)); ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    const series = attack ? attack.series[m.key] : [];
+    if (!series || series.length === 0) continue;
+    points += series.length;
+    ctx.strokeStyle = m.colour; ctx.lineWidth = 2;
+    ctx.beginPath();
+    series.forEach((s, t) => (t === 0 ? ctx.moveTo(x(t), y(s)) : ctx.lineTo(x(t), y(s))));
+    ctx.stroke();
+    ctx.lineWidth = 1;
+    ctx.fillStyle = m.colour;
+    const last = series.length - 1;
+    ctx.fillText(`${m.label} ${series[last].toFixed(3)}`, Math.min(x(last) + 6, w - pad.r - 96), y(series[last]) - 6);
+    ctx.fillStyle = '#666';
+  }
+  canvas.dataset.points = String(points);
+}
+
+// ---- worker messages -------------------------------------------------------------------
+worker.onmessage = (event) => {
+  const msg = event.data;
+  switch (msg.type) {
+    case 'ready': {
+      infos = msg.infos;
+      const adapter = infos.atd.adapter;
+      if (msg.engine === 'gpu') {
+        setStatus(`Ready: our WGSL engine on WebGPU (${adapter && adapter.name ? adapter.name : 'browser adapter'}${adapter && adapter.software ? ', a software fallback adapter: slow' : ''}).`, 'ready');
+      } else {
+        setStatus(msg.notice || 'Ready: the engine\'s CPU reference in WebAssembly (no WebGPU).', 'cpu');
+      }
+      $('#status').dataset.engine = msg.engine;
+      $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${infos[m.key].extractor} (${infos[m.key].training || 'untrained'})`).join('; ');
+      drawChart();
+      break;
+    }
+    case 'scored': {
+      if (!current || msg.id !== current.id) break;
+      current = { id: msg.id, chw: msg.chw, results: msg.results };
+      drawPixels($('#input'), msg.rgba);
+      showScores(msg.results);
+      $('#run').disabled = false;
+      break;
+    }
+    case 'step': {
+      if (!attack || msg.id !== attack.id) break;
+      attack.series[msg.key][msg.t] = msg.score;
+      drawChart();
+      break;
+    }
+    case 'attacked': {
+      if (!attack || msg.id !== attack.id) break;
+      const r = msg.result;
+      const card = $(`#result-${msg.key}`);
+      drawPixels(card.querySelector('.adv'), r.rgba);
+      drawPixels(card.querySelector('.pert'), r.perturbation);
+      const before = current.results[msg.key];
+      const summary = card.querySelector('.summary');
+      summary.innerHTML = `${before.score.toFixed(4)} → ${formatVerdict(infos[msg.key], r)}<br>`
+        + `L∞ = ${r.linf}/255 (ε = ${attack.epsLevels}/255) · ${r.steps} steps · ${r.ms_per_step.toFixed(1)} ms/step`;
+      summary.dataset.score = r.score;
+      summary.dataset.linf = r.linf;
+      const link = card.querySelector('.download');
+      if (link.href) URL.revokeObjectURL(link.href);
+      link.href = URL.createObjectURL(new Blob([r.png], { type: 'image/png' }));
+      link.hidden = false;
+      break;
+    }
+    case 'attack-finished': {
+      $('#run').disabled = false;
+      $('#stop').disabled = true;
+      $('#attack-panel').dataset.state = msg.stopped ? 'stopped' : 'done';
+      break;
+    }
+    case 'error': {
+      showError(msg.during === 'image' ? `Could not use that image: ${msg.message}` : msg.message);
+      if (msg.during === 'init') setStatus('The models could not be loaded.', 'failed');
+      if (msg.during === 'attack') { $('#run').disabled = false; $('#stop').disabled = true; }
+      break;
+    }
+  }
+};
+
+// ---- input ------------------------------------------------------------------------------
+$('#file').addEventListener('change', (e) => { sendFile(e.target.files[0]); e.target.value = ''; });
+const drop = $('#drop');
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  sendFile(e.dataTransfer.files[0]);
+});
+document.addEventListener('paste', (e) => {
+  const item = [...e.clipboardData.items].find((i) => i.kind === 'file');
+  if (item) sendFile(item.getAsFile());
+});
+
+// Samples the page draws itself (obvious OOD inputs), plus CIFAR-10 test images when the build
+// found the data pack (samples/cifar/index.json).
+function generated(name, paint) {
+  const canvas = document.createElement('canvas');
+  canvas.width = canvas.height = 64;
+  paint(canvas.getContext('2d'), 64);
+  return { name, canvas };
+}
+const generators = [
+  generated('noise', (ctx, n) => {
+    const img = ctx.createImageData(n, n);
+    let s = 12345;
+    for (let i = 0; i < img.data.length; i++) { s = (s * 1103515245 + 12345) >>> 0; img.data[i] = i % 4 === 3 ? 255 : s >>> 24; }
+    ctx.putImageData(img, 0, 0);
+  }),
+  generated('shapes', (ctx, n) => {
+    ctx.fillStyle = '#f4f1e8'; ctx.fillRect(0, 0, n, n);
+    ctx.fillStyle = '#d62728'; ctx.beginPath(); ctx.arc(n * 0.3, n * 0.35, n * 0.2, 0, 7); ctx.fill();
+    ctx.fillStyle = '#1f77b4'; ctx.fillRect(n * 0.5, n * 0.5, n * 0.4, n * 0.35);
+    ctx.fillStyle = '#2ca02c'; ctx.beginPath(); ctx.moveTo(n * 0.1, n * 0.9); ctx.lineTo(n * 0.45, n * 0.55); ctx.lineTo(n * 0.5, n * 0.95); ctx.fill();
+  }),
+  generated('gradient', (ctx, n) => {
+    const g = ctx.createLinearGradient(0, 0, n, n);
+    g.addColorStop(0, '#ff00cc'); g.addColorStop(0.5, '#ffee00'); g.addColorStop(1, '#00ccff');
+    ctx.fillStyle = g; ctx.fillRect(0, 0, n, n);
+  }),
+  generated('stripes', (ctx, n) => {
+    for (let i = 0; i < n; i += 8) { ctx.fillStyle = (i / 8) % 2 ? '#000' : '#fff'; ctx.fillRect(i, 0, 8, n); }
+  }),
+];
+
+function addSample(name, thumb, getBytes) {
+  const button = document.createElement('button');
+  button.dataset.sample = name;
+  button.append(thumb, document.createTextNode(name));
+  button.addEventListener('click', async () => sendImage(await getBytes()));
+  $('#samples').append(button);
+}
+
+for (const g of generators) {
+  const thumb = document.createElement('canvas');
+  thumb.width = thumb.height = 64;
+  thumb.getContext('2d').drawImage(g.canvas, 0, 0);
+  addSample(g.name, thumb, () => new Promise((resolve) => g.canvas.toBlob(async (b) => resolve(await b.arrayBuffer()), 'image/png')));
+}
+
+fetch('samples/cifar/index.json').then((r) => (r.ok ? r.json() : [])).then((list) => {
+  for (const item of list) {
+    const thumb = new Image();
+    thumb.src = `samples/cifar/${item.file}`;
+    addSample(item.name, thumb, async () => (await fetch(`samples/cifar/${item.file}`)).arrayBuffer());
+  }
+}).catch(() => {});
+
+// ---- attack -----------------------------------------------------------------------------
+$('#eps').addEventListener('input', () => { $('#eps-value').textContent = `${$('#eps').value}/255`; });
+$('#run').addEventListener('click', () => {
+  if (!current || !current.chw) return;
+  const epsLevels = Number($('#eps').value);
+  const steps = Math.max(1, Math.min(1000, Math.round(Number($('#steps').value) || 100)));
+  attack = { id: nextId++, steps, epsLevels, series: Object.fromEntries(MODELS.map((m) => [m.key, []])) };
+  for (const m of MODELS) {
+    const card = $(`#result-${m.key}`);
+    card.querySelector('.summary').textContent = 'attacking…';
+    delete card.querySelector('.summary').dataset.score;
+    card.querySelector('.download').hidden = true;
+  }
+  $('#attack-panel').dataset.state = 'running';
+  $('#run').disabled = true;
+  $('#stop').disabled = false;
+  drawChart();
+  worker.postMessage({ type: 'attack', id: attack.id, chw: current.chw, direction: $('#direction').value, eps: epsLevels / 255, steps });
+});
+$('#stop').addEventListener('click', () => worker.postMessage({ type: 'stop' }));
+
+worker.postMessage({ type: 'init', models: MODELS.map(({ key, url, head }) => ({ key, url, head })), engine: params.get('engine') || 'auto' });
