@@ -16,4 +16,6 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 cargo test --release --workspace "$@"
 # The browser: build the wasm package (atd-core, atd-gpu and atd-web for wasm32), then the page.
 pkg-scripts/build-web.sh
+# The engine inside headless Chromium (wasm-bindgen-test + chromedriver; crates/atd-web/webdriver.json).
+CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)} cargo test --release --target wasm32-unknown-unknown -p atd-web
 node tests/browser/e2e.mjs

@@ -1,0 +1,74 @@
+//! Engine speed: ms per forward pass and per PGD step (forward + backward + update) per image,
+//! for the shipped models and a random PreActResNet-18 Swish, on our WGSL engine (the machine's
+//! GPU adapter; lavapipe here), on its CPU reference, and on Burn's flex CPU backend for scale.
+//! `cargo bench -p atd-tests --bench engine [-- --quick]`. (Burn's wgpu backend needs
+//! `--features wgpu` on atd-train and a ~20-minute build; not part of this bench yet.)
+
+use std::time::Instant;
+
+use atd_core::card::ExtractorSpec;
+use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use atd_tests::{card, images, random_weights};
+use atd_train::model::tensor_from;
+use atd_train::pgd::{PgdConfig, pgd};
+use atd_train::{Detector, Model};
+use burn::tensor::Device;
+
+fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm up (shader compilation, allocation)
+    let started = Instant::now();
+    for _ in 0..repeats {
+        f();
+    }
+    started.elapsed().as_secs_f64() * 1000.0 / repeats as f64
+}
+
+fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
+    let x = images(batch, 3);
+    let mut gpu = pollster::block_on(Engine::gpu(bytes, head, batch)).expect("a GPU adapter");
+    let adapter = gpu.adapter().map(|a| a.name.clone()).unwrap_or_default();
+    let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
+    let per = |ms: f64, n: usize| ms / n as f64;
+    let gpu_fwd = time(3, || {
+        pollster::block_on(gpu.score(&x)).unwrap();
+    });
+    let gpu_step = time(1, || {
+        pollster::block_on(gpu.attack(&x, &options, |_, _| true)).unwrap();
+    });
+    let mut cpu = Engine::cpu(bytes, head, batch).unwrap();
+    let cpu_fwd = time(1, || {
+        pollster::block_on(cpu.score(&x)).unwrap();
+    });
+    let model = Model::from_bytes(bytes, &Device::flex()).unwrap().valid();
+    let detector = if head == Head::Atd { Detector::Atd } else { Detector::Msp };
+    let input = tensor_from(x.clone(), [batch, 3, 32, 32], &Device::flex());
+    let burn_fwd = time(3, || {
+        model.score(detector, input.clone());
+    });
+    let down = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x).neg();
+    let burn_step = time(1, || {
+        pgd(&down, &input, &PgdConfig::new(8.0 / 255.0, steps), |_, _| {});
+    });
+    println!(
+        "{name:<22} {head:?} batch {batch:>2} | WGSL on {adapter}: forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img",
+        per(gpu_fwd, batch),
+        per(gpu_step / (steps + 1) as f64, batch),
+        per(cpu_fwd, batch),
+        per(burn_fwd, batch),
+        per(burn_step / steps as f64, batch),
+    );
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/models");
+    for file in ["atd.safetensors", "standard.safetensors"] {
+        let Ok(bytes) = std::fs::read(models.join(file)) else { continue };
+        let head = if file.starts_with("atd") { Head::Atd } else { Head::Msp };
+        for batch in if quick { vec![1] } else { vec![1, 16] } {
+            bench(file, &bytes, head, batch, 10);
+        }
+    }
+    let preact = random_weights(card(ExtractorSpec::preact_resnet18_swish()), 1);
+    bench("PreActResNet-18 Swish", &preact, Head::Atd, 1, if quick { 1 } else { 3 });
+}
