@@ -13,18 +13,22 @@ ATD=${ATD:-target/release/atd}
 [ -x "$ATD" ] || cargo build --release -p atd-train
 mkdir -p "$RUNS" web/models
 
-# CPU budget (2 cores, ~110 training images/s for this model): a few epochs, subsets for the
-# adversarial stages, shorter training attacks. On a GPU raise --epochs, drop --train-limit.
+# CPU budget (2 cores): the shipped models are what one session of this machine could train;
+# every stage resumes, so raise the epochs (environment below) and rerun to continue them.
+# On a GPU: BACKEND=wgpu, more epochs, and drop the --train-limit subsets.
+STANDARD_EPOCHS=${STANDARD_EPOCHS:-4}
+HAT_EPOCHS=${HAT_EPOCHS:-2}
+ATD_EPOCHS=${ATD_EPOCHS:-1}
 # 1. The non-robust baseline: standard training (also HAT's helper model).
-"$ATD" train extractor --method standard --arch small --epochs 4 --lr 0.1 \
+"$ATD" train extractor --method standard --arch small --epochs "$STANDARD_EPOCHS" --lr 0.1 \
   --out "$RUNS/standard" --resume --backend "$BACKEND"
 # 2. The robust extractor: HAT with a 3-step PGD training attack, helper labels from 1.
-"$ATD" train extractor --method hat --arch small --epochs 4 --lr 0.1 --attack-steps 3 --train-limit 20000 \
+"$ATD" train extractor --method hat --arch small --epochs "$HAT_EPOCHS" --lr 0.1 --attack-steps 3 --train-limit 20000 \
   --helper "$RUNS/standard/extractor.safetensors" --out "$RUNS/hat" --resume --backend "$BACKEND"
 # 3. ATD on the HAT features, with the reference's frozen generator and with a trained one.
 for mode in frozen trained; do
   "$ATD" train atd --extractor "$RUNS/hat/extractor.safetensors" --generator "$mode" \
-    --epochs 3 --attack-steps 5 --train-limit 10000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
+    --epochs "$ATD_EPOCHS" --attack-steps 5 --train-limit 5000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
 done
 cp "$RUNS/standard/extractor.safetensors" web/models/standard.safetensors
 echo "trained: $RUNS/{standard,hat,atd-frozen,atd-trained}; pick the ATD model to ship into web/models/atd.safetensors"

@@ -4,6 +4,7 @@
 pub mod batches;
 pub mod dataset;
 pub mod detectors;
+pub mod eval;
 pub mod fit;
 pub mod io;
 pub mod model;

@@ -60,6 +60,41 @@ enum Command {
         #[arg(long)]
         perturbation: Option<PathBuf>,
     },
+    /// A detector under end-to-end PGD in the four settings Clean / In / Out / In-and-Out.
+    Eval {
+        /// The weights file.
+        weights: PathBuf,
+        /// The detector to evaluate (default: atd when the file has a discriminator, else msp).
+        #[arg(long, value_enum)]
+        detector: Option<Detector>,
+        /// In-distribution test set inside the data pack.
+        #[arg(long = "in", default_value = "cifar10-test.bin")]
+        in_set: String,
+        /// OOD test sets inside the data pack, comma-separated.
+        #[arg(long = "out", value_delimiter = ',', default_value = "mnist-test.bin,tinyimagenet-test.bin,flowers102-32.bin,coil100-32.bin,dtd10-32.bin,cifar100-mixed.bin")]
+        out_sets: Vec<String>,
+        #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
+        eps: f32,
+        #[arg(long, default_value_t = 100)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        restarts: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// In-distribution images used (the first N).
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        /// Images per OOD set (the first N).
+        #[arg(long, default_value_t = 500)]
+        out_limit: usize,
+        /// Also write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
     /// The paper's 2-D example (Fig. 4): one decision-map PNG per training setting, and the
     /// margin around the closed and open sets.
     Toy {
@@ -154,6 +189,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attack { weights, image, engine, detector, direction, eps, steps, restarts, seed, out, perturbation } => {
             let options = AttackArgs { engine, detector, direction, eps, steps, restarts, seed };
             attack(&weights, &image, &options, &out, perturbation.as_deref())
+        }
+        Command::Eval { weights, detector, in_set, out_sets, eps, steps, restarts, seed, limit, out_limit, json, data_dir, backend } => {
+            let device = backend.device()?;
+            let model = Model::load(&weights, &device)?.valid();
+            let available = model.detectors();
+            let detector = detector.or_else(|| available.first().copied()).context("the weights file holds no detector")?;
+            anyhow::ensure!(available.contains(&detector), "{} is not in this file (it has {:?})", detector.name(), available);
+            let data = dataset::data_dir(data_dir.as_deref());
+            let in_data = dataset::load_set(&data, &in_set)?.truncated(limit);
+            let outs = out_sets.iter().map(|name| Ok((name.trim_end_matches(".bin").to_string(), dataset::load_set(&data, name)?.truncated(out_limit)))).collect::<anyhow::Result<Vec<_>>>()?;
+            let cfg = atd_train::PgdConfig { restarts, seed, ..atd_train::PgdConfig::new(eps, steps) };
+            let started = std::time::Instant::now();
+            let result = atd_train::eval::evaluate(&model, detector, &in_data, &outs, &cfg, &device);
+            let seconds = started.elapsed().as_secs_f64();
+            print!("{}", result.markdown());
+            let images = result.in_images + result.sets.iter().map(|s| s.images).sum::<usize>();
+            println!("\n{images} images in {seconds:.0} s ({:.1} images/s with PGD-{steps}) on {}", images as f64 / seconds, weights.display());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(())
         }
         Command::Toy { out, epochs, seed } => {
             println!("setting\tattacked (closed, open, generated)\tclosed-set margin\topen-set margin");

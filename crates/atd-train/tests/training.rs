@@ -198,3 +198,23 @@ fn attacking_the_closed_set_widens_the_margin_around_it() {
     assert!(m_closed > 1.5 * m_standard, "attacking the closed set did not widen its margin: {m_standard} -> {m_closed}");
     assert!(m_atd > 1.5 * m_standard, "ATD's setting did not widen the closed-set margin: {m_standard} -> {m_atd}");
 }
+
+#[test]
+fn eval_reports_the_four_settings_and_attacks_only_hurt() {
+    let data = fixture_dir();
+    let weights = standard_extractor().join("extractor.safetensors");
+    let json = temp("eval").with_extension("json");
+    let out = run(&[
+        "eval", weights.to_str().unwrap(), "--detector", "msp", "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin",
+        "--out", "ood-tiny.bin", "--limit", "40", "--out-limit", "40", "--steps", "3", "--json", json.to_str().unwrap(),
+    ]);
+    for needle in ["| OOD set |", "Clean", "In-and-Out", "ood-tiny", "**average**"] {
+        assert!(out.contains(needle), "eval output lacks {needle:?}:\n{out}");
+    }
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let auroc = |k: usize| result["average"][k]["auroc"].as_f64().unwrap();
+    // Attacking either side can only lower AUROC; attacking both lowers it most.
+    assert!(auroc(1) <= auroc(0) + 1e-9 && auroc(2) <= auroc(0) + 1e-9, "{}", result["average"]);
+    assert!(auroc(3) <= auroc(1).min(auroc(2)) + 1e-9, "{}", result["average"]);
+    assert!(auroc(3) < auroc(0), "the attack changed nothing: {}", result["average"]);
+}

@@ -187,7 +187,7 @@ impl AtdTraining {
     }
 
     /// The best model, with every detector's 95%-TPR threshold on the validation images.
-    pub fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
+    fn export_best(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
         let mut model = Model::load(best, &self.device)?;
         set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
         model.save(out)?;
@@ -287,6 +287,10 @@ impl Training for AtdTraining {
     fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()> {
         Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
     }
+
+    fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
+        self.export_best(best, out)
+    }
 }
 
 /// `atd train atd`: train, then export `<out>/atd.safetensors`.
@@ -300,19 +304,5 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
         task.train_idx.len(),
         task.outlier_idx.len()
     );
-    let summary = super::run(&mut task, opts, &recipe_json)?;
-    if !summary.finished {
-        return Ok(());
-    }
-    let out = opts.out.join("atd.safetensors");
-    let model = task.export(&super::best_weights_path(&opts.out), &out)?;
-    eprintln!(
-        "wrote {} (best epoch {}, val AUROC {:.4}); thresholds {:?}; {:.0} images/s over this run",
-        out.display(),
-        summary.best_metrics["epoch"],
-        summary.best_score,
-        model.card.thresholds,
-        summary.images_per_second
-    );
-    Ok(())
+    super::train_and_export(&mut task, opts, &recipe_json, "atd.safetensors")
 }

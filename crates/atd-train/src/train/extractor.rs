@@ -277,7 +277,7 @@ impl ExtractorTraining {
 
     /// After training: the best model with MSP, MD, RMD and OpenMax fitted on training features
     /// and their 95%-TPR thresholds on the validation images.
-    pub fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
+    fn export_best(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
         let plain = Model::load(best, &self.device)?;
         let mut card = plain.card.clone();
         card.baselines = Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
@@ -421,6 +421,10 @@ impl Training for ExtractorTraining {
     fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()> {
         Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
     }
+
+    fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
+        self.export_best(best, out)
+    }
 }
 
 /// `atd train extractor`: train, then export `<out>/extractor.safetensors`.
@@ -434,19 +438,5 @@ pub fn train(recipe: ExtractorRecipe, opts: &RunOptions, data_dir: &Path, device
         task.train_idx.len(),
         task.val_idx.len()
     );
-    let summary = super::run(&mut task, opts, &recipe_json)?;
-    if !summary.finished {
-        return Ok(());
-    }
-    let out = opts.out.join("extractor.safetensors");
-    let model = task.export(&super::best_weights_path(&opts.out), &out)?;
-    eprintln!(
-        "wrote {} (best epoch {}, selection score {:.4}); thresholds {:?}; {:.0} images/s over this run",
-        out.display(),
-        summary.best_metrics["epoch"],
-        summary.best_score,
-        model.card.thresholds,
-        summary.images_per_second
-    );
-    Ok(())
+    super::train_and_export(&mut task, opts, &recipe_json, "extractor.safetensors")
 }

@@ -84,6 +84,29 @@ pub trait Training {
     fn optimizers(&mut self) -> Vec<(&'static str, &mut ModuleOptimizer)>;
     /// Export the current model as a weights file with these validation metrics in its card.
     fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()>;
+    /// After training: the final weights file from the best checkpoint (baselines fitted,
+    /// thresholds set).
+    fn export(&self, best: &Path, out: &Path) -> anyhow::Result<crate::Model>;
+}
+
+/// Train `task` (resuming when asked) and, once every epoch is done, export the best epoch as
+/// `<out>/<file_name>`.
+pub fn train_and_export(task: &mut impl Training, opts: &RunOptions, recipe: &Value, file_name: &str) -> anyhow::Result<()> {
+    let summary = run(task, opts, recipe)?;
+    if !summary.finished {
+        return Ok(());
+    }
+    let out = opts.out.join(file_name);
+    let model = task.export(&best_weights_path(&opts.out), &out)?;
+    eprintln!(
+        "wrote {} (best epoch {}, selection score {:.4}); thresholds {:?}; {:.0} images/s over this run",
+        out.display(),
+        summary.best_metrics["epoch"],
+        summary.best_score,
+        model.card.thresholds,
+        summary.images_per_second
+    );
+    Ok(())
 }
 
 /// Where a run writes: `log.jsonl`, `checkpoint/`, `best.safetensors`.
