@@ -19,8 +19,13 @@ pub fn card(extractor: ExtractorSpec) -> ModelCard {
 /// discriminator is otherwise almost constant in its input).
 pub fn random_weights(card: ModelCard, seed: u64) -> Vec<u8> {
     let device = Device::flex();
-    device.seed(seed);
-    let mut model = Model::new(card, &device).unwrap();
+    let mut model = {
+        // Burn's generator is global: parallel tests must not interleave seeding and drawing.
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        device.seed(seed);
+        Model::new(card, &device).unwrap()
+    };
     model.randomise_batch_norm_statistics(seed);
     let mut weights = Weights::from_bytes(&model.to_bytes().unwrap()).unwrap();
     for (name, t) in weights.tensors.iter_mut() {

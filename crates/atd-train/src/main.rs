@@ -264,7 +264,7 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
         println!("baselines:     mahalanobis {}, openmax {}", b.mahalanobis, b.openmax.is_some());
     }
     for (detector, t) in &card.thresholds {
-        println!("threshold:     {detector} = {t} (95% TPR on in-distribution test data)");
+        println!("threshold:     {detector} = {t} (95% TPR on held-out in-distribution images)");
     }
     if !card.training.is_null() {
         println!("training:      {}", serde_json::to_string_pretty(&card.training)?);

@@ -43,7 +43,14 @@ fn check_gradient_of(objective: &dyn Fn(Tensor<4>) -> Tensor<1>, d: &str, seed: 
     let g = to_vec(input_gradient(&objective, &x));
     assert!(g.iter().any(|v| *v != 0.0), "{d}: zero input gradient");
     let mut rng = Rng::new(seed);
-    for _ in 0..3 {
+    // MSP, MD, RMD and OpenMax take a max/min over classes: where the winning class changes
+    // within the finite-difference step, the score has a kink and differences are meaningless.
+    // Such directions are detected (two Richardson estimates at different steps disagree) and
+    // skipped; three smooth directions must match.
+    let (mut checked, mut tried) = (0, 0);
+    while checked < 3 {
+        tried += 1;
+        assert!(tried <= 12, "{d}: no smooth direction found in {tried} tries");
         // A random direction tilted towards the gradient, so the derivative along it is well above
         // f32 noise even where the score is flat in most directions.
         let norm = g.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -60,9 +67,14 @@ fn check_gradient_of(objective: &dyn Fn(Tensor<4>) -> Tensor<1>, d: &str, seed: 
         // A step that moves the score by about 0.005: far above f32 rounding, small enough to stay
         // linear; Richardson extrapolation then cancels the O(h^2) error of central differences.
         let h = (0.005 / analytic.abs()).clamp(1e-4, 1e-3);
-        let numeric = (4.0 * central(h / 2.0) - central(h)) / 3.0;
-        let tol = 0.02 * analytic.abs().max(numeric.abs()) + 1e-4;
-        assert!((numeric - analytic).abs() <= tol, "{d}: finite difference {numeric} vs gradient {analytic}");
+        let (c1, c2, c4) = (central(h), central(h / 2.0), central(h / 4.0));
+        let (coarse, fine) = ((4.0 * c2 - c1) / 3.0, (4.0 * c4 - c2) / 3.0);
+        let tol = 0.02 * analytic.abs().max(fine.abs()) + 1e-4;
+        if (coarse - fine).abs() > tol {
+            continue;
+        }
+        assert!((fine - analytic).abs() <= tol, "{d}: finite difference {fine} vs gradient {analytic}");
+        checked += 1;
     }
 }
 

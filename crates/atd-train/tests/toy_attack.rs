@@ -32,11 +32,10 @@ fn toy_batch(n: usize, rng: &mut Rng, device: &burn::tensor::Device) -> (Tensor<
 
 fn trained_toy_detector() -> Model {
     let device = device().autodiff();
-    device.seed(5);
     let mut card = full_card(ExtractorSpec::tiny(), 3);
     card.baselines = None;
     card.generator = None;
-    let mut model = Model::new(card, &device).unwrap();
+    let mut model = seeded_model(card, 5, &device);
     let mut optim = AdamConfig::new().init();
     let mut rng = Rng::new(17);
     for _ in 0..80 {

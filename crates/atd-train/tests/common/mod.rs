@@ -41,8 +41,7 @@ pub fn random_images(n: usize, seed: u64, device: &Device) -> Tensor<4> {
 /// baselines fitted on the model's own predictions for random images.
 pub fn random_model(card: ModelCard, seed: u64) -> Model {
     let device = device();
-    device.seed(seed);
-    let mut model = Model::new(card, &device).unwrap();
+    let mut model = seeded_model(card, seed, &device);
     model.randomise_batch_norm_statistics(seed);
     amplify_discriminator(&mut model);
     if model.net.baselines.is_some() {
@@ -88,6 +87,15 @@ pub fn argmax(r: &[f32]) -> usize {
 
 pub fn scores(model: &Model, d: Detector, x: &Tensor<4>) -> Vec<f32> {
     to_vec(model.score(d, x.clone()))
+}
+
+/// Burn's random generator is global: tests running in parallel threads would interleave their
+/// draws, so seeding and initialising happen under one lock.
+pub fn seeded_model(card: ModelCard, seed: u64, device: &Device) -> Model {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    Model::new(card, device).unwrap()
 }
 
 /// Run the `atd` binary: (success, stdout, stderr).
