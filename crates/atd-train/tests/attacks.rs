@@ -67,15 +67,19 @@ fn check_gradient_of(objective: &dyn Fn(Tensor<4>) -> Tensor<1>, d: &str, seed: 
         // A step that moves the score by about 0.005: far above f32 rounding, small enough to stay
         // linear; Richardson extrapolation then cancels the O(h^2) error of central differences.
         let h = (0.005 / analytic.abs()).clamp(1e-4, 1e-3);
-        let (c1, c2, c4) = (central(h), central(h / 2.0), central(h / 4.0));
-        let (coarse, fine) = ((4.0 * c2 - c1) / 3.0, (4.0 * c4 - c2) / 3.0);
-        let tol = 0.02 * analytic.abs().max(fine.abs()) + 1e-4;
-        if (coarse - fine).abs() > tol {
-            continue;
-        }
+        // Steeper scores (OpenMax's Weibull CDF) need smaller steps to look linear.
+        let smooth = [1.0, 0.1, 0.01].into_iter().find_map(|scale| {
+            let h = h * scale;
+            let (c1, c2, c4) = (central(h), central(h / 2.0), central(h / 4.0));
+            let (coarse, fine) = ((4.0 * c2 - c1) / 3.0, (4.0 * c4 - c2) / 3.0);
+            let tol = 0.02 * analytic.abs().max(fine.abs()) + 1e-4;
+            ((coarse - fine).abs() <= tol).then_some((fine, tol))
+        });
+        let Some((fine, tol)) = smooth else { continue };
         assert!((fine - analytic).abs() <= tol, "{d}: finite difference {fine} vs gradient {analytic}");
         checked += 1;
     }
+    eprintln!("{d}: gradient matches finite differences along {checked} of {tried} directions (the others cross a kink)");
 }
 
 #[test]
