@@ -45,14 +45,8 @@ enum Command {
         /// clean verdict (needs the card's threshold; otherwise out).
         #[arg(long, value_enum, default_value = "auto")]
         direction: AttackDirection,
-        #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
-        eps: f32,
-        #[arg(long, default_value_t = 100)]
-        steps: usize,
-        #[arg(long, default_value_t = 1)]
-        restarts: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u32,
+        #[command(flatten)]
+        pgd: PgdArgs,
         /// The adversarial image (PNG, 32x32).
         #[arg(long)]
         out: PathBuf,
@@ -73,14 +67,8 @@ enum Command {
         /// OOD test sets inside the data pack, comma-separated.
         #[arg(long = "out", value_delimiter = ',', default_value = "mnist-test.bin,tinyimagenet-test.bin,flowers102-32.bin,coil100-32.bin,dtd10-32.bin,cifar100-mixed.bin")]
         out_sets: Vec<String>,
-        #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
-        eps: f32,
-        #[arg(long, default_value_t = 100)]
-        steps: usize,
-        #[arg(long, default_value_t = 1)]
-        restarts: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        pgd: PgdArgs,
         /// In-distribution images used (the first N).
         #[arg(long, default_value_t = 1000)]
         limit: usize,
@@ -110,6 +98,21 @@ enum Command {
         #[command(subcommand)]
         what: TrainCommand,
     },
+}
+
+/// The end-to-end L-infinity PGD attack (step size 2.5 eps / steps, uniform random start).
+#[derive(clap::Args)]
+struct PgdArgs {
+    /// Radius, e.g. 8/255.
+    #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
+    eps: f32,
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Random restarts; the per-sample best is kept.
+    #[arg(long, default_value_t = 1)]
+    restarts: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -186,11 +189,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info { weights, json } => info(&weights, json),
         Command::Score { weights, images, backend } => score(&weights, &images, backend),
-        Command::Attack { weights, image, engine, detector, direction, eps, steps, restarts, seed, out, perturbation } => {
-            let options = AttackArgs { engine, detector, direction, eps, steps, restarts, seed };
-            attack(&weights, &image, &options, &out, perturbation.as_deref())
+        Command::Attack { weights, image, engine, detector, direction, pgd, out, perturbation } => {
+            attack(&weights, &image, &AttackChoice { engine, detector, direction }, &pgd, &out, perturbation.as_deref())
         }
-        Command::Eval { weights, detector, in_set, out_sets, eps, steps, restarts, seed, limit, out_limit, json, data_dir, backend } => {
+        Command::Eval { weights, detector, in_set, out_sets, pgd, limit, out_limit, json, data_dir, backend } => {
+            let PgdArgs { eps, steps, restarts, seed } = pgd;
             let device = backend.device()?;
             let model = Model::load(&weights, &device)?.valid();
             let available = model.detectors();
@@ -199,7 +202,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let data = dataset::data_dir(data_dir.as_deref());
             let in_data = dataset::load_set(&data, &in_set)?.truncated(limit);
             let outs = out_sets.iter().map(|name| Ok((name.trim_end_matches(".bin").to_string(), dataset::load_set(&data, name)?.truncated(out_limit)))).collect::<anyhow::Result<Vec<_>>>()?;
-            let cfg = atd_train::PgdConfig { restarts, seed, ..atd_train::PgdConfig::new(eps, steps) };
+            let cfg = atd_train::PgdConfig { restarts, seed: seed as u64, ..atd_train::PgdConfig::new(eps, steps) };
             let started = std::time::Instant::now();
             let result = atd_train::eval::evaluate(&model, detector, &in_data, &outs, &cfg, &device);
             let seconds = started.elapsed().as_secs_f64();
@@ -332,14 +335,10 @@ fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result
     Ok(())
 }
 
-struct AttackArgs {
+struct AttackChoice {
     engine: AttackEngine,
     detector: AttackDetector,
     direction: AttackDirection,
-    eps: f32,
-    steps: usize,
-    restarts: usize,
-    seed: u32,
 }
 
 fn write_png(path: &std::path::Path, chw: &[u8]) -> anyhow::Result<()> {
@@ -348,7 +347,7 @@ fn write_png(path: &std::path::Path, chw: &[u8]) -> anyhow::Result<()> {
     img.save(path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, perturbation: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, out: &PathBuf, perturbation: Option<&std::path::Path>) -> anyhow::Result<()> {
     use atd_gpu::{AttackOptions, Direction, Engine, Head};
     let bytes = std::fs::read(weights).with_context(|| format!("reading {}", weights.display()))?;
     let file = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
@@ -387,8 +386,8 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, per
         (AttackDirection::Auto, Some(t)) if clean_score < t => Direction::In,
         (AttackDirection::Auto, _) => Direction::Out,
     };
-    let options = AttackOptions { restarts: a.restarts, seed: a.seed, ..AttackOptions::new(a.eps, a.steps, direction) };
-    let bar = progress::bar(((a.steps + 1) * a.restarts) as u64, "attacking");
+    let options = AttackOptions { restarts: pgd.restarts, seed: pgd.seed, ..AttackOptions::new(pgd.eps, pgd.steps, direction) };
+    let bar = progress::bar(((pgd.steps + 1) * pgd.restarts) as u64, "attacking");
     let started = std::time::Instant::now();
     let adversarial = match &mut engine {
         Some(e) => {
@@ -403,7 +402,7 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, per
             let model = burn_model.as_ref().unwrap();
             let sign = direction.sign();
             let objective = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x) * sign;
-            let cfg = atd_train::PgdConfig { restarts: a.restarts, seed: a.seed as u64, ..atd_train::PgdConfig::new(a.eps, a.steps) };
+            let cfg = atd_train::PgdConfig { restarts: pgd.restarts, seed: pgd.seed as u64, ..atd_train::PgdConfig::new(pgd.eps, pgd.steps) };
             let x = batches::inputs_tensor(&[clean.clone()], &Device::flex());
             to_vec(atd_train::pgd(&objective, &x, &cfg, |_, _| bar.inc(1)).adversarial)
         }
@@ -416,7 +415,7 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, per
     let linf = clean_bytes.iter().zip(&adv_bytes).map(|(c, a)| (*c as i32 - *a as i32).abs()).max().unwrap_or(0);
     if let Some(path) = perturbation {
         // Map [-eps, eps] to [0, 255] (mid-grey = unchanged).
-        let scale = 127.5 / (a.eps * 255.0).max(1.0 / 255.0);
+        let scale = 127.5 / (pgd.eps * 255.0).max(1.0 / 255.0);
         let amplified: Vec<u8> = clean_bytes.iter().zip(&adv_bytes).map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8).collect();
         write_png(path, &amplified)?;
     }
@@ -431,10 +430,10 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackArgs, out: &PathBuf, per
         (None, _) => "Burn (flex CPU)".to_string(),
     };
     println!("detector:   {name} (threshold {})", threshold.map(|t| format!("{t:.4}")).unwrap_or("none".into()));
-    println!("attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), {engine_name}, {:.1} ms/step", a.steps, a.eps, a.restarts,
-        1000.0 * seconds / ((a.steps + 1) * a.restarts) as f64);
+    println!("attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), {engine_name}, {:.1} ms/step", pgd.steps, pgd.eps, pgd.restarts,
+        1000.0 * seconds / ((pgd.steps + 1) * pgd.restarts) as f64);
     println!("score:      {clean_score:.4}{} -> {adv_score:.4}{}", verdict(clean_score), verdict(adv_score));
-    println!("L-inf:      {linf}/255 (eps {:.2}/255)", a.eps * 255.0);
+    println!("L-inf:      {linf}/255 (eps {:.2}/255)", pgd.eps * 255.0);
     println!("wrote:      {}", out.display());
     Ok(())
 }
