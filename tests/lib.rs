@@ -45,7 +45,7 @@ fn rescale(t: &mut NamedTensor) {
 
 /// Images in [0,1] (with exact 0s and 1s), `n * 3 * 32 * 32` values.
 pub fn images(n: usize, seed: u32) -> Vec<f32> {
-    (0..n * atd_core::IMAGE_VALUES as u32 as usize)
+    (0..n * atd_core::IMAGE_VALUES)
         .map(|i| match i % 23 {
             0 => 0.0,
             1 => 1.0,

@@ -185,14 +185,6 @@ impl AtdTraining {
         card.metrics = json!({ "validation": metrics, "extractor": self.model.card.metrics });
         card
     }
-
-    /// The best model, with every detector's 95%-TPR threshold on the validation images.
-    fn export_best(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
-        let mut model = Model::load(best, &self.device)?;
-        set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
-        model.save(out)?;
-        Ok(model)
-    }
 }
 
 impl Training for AtdTraining {
@@ -205,7 +197,7 @@ impl Training for AtdTraining {
         let order = dataset::epoch_order(&self.train_idx, r.seed, epoch);
         let idx = dataset::batches(&order, r.batch_size).nth(batch).expect("batch index in range");
         let n = idx.len();
-        let out_order = dataset::epoch_order(&self.outlier_idx, r.seed ^ 0x0u64.wrapping_sub(1), epoch);
+        let out_order = dataset::epoch_order(&self.outlier_idx, !r.seed, epoch);
         let start = batch * n;
         let out_idx: Vec<usize> = (0..n).map(|k| out_order[(start + k) % out_order.len()]).collect();
         let x_in = dataset::images(&self.train, idx, None, &self.device);
@@ -288,8 +280,12 @@ impl Training for AtdTraining {
         Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
     }
 
+    /// The best model, with every detector's 95%-TPR threshold on the validation images.
     fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
-        self.export_best(best, out)
+        let mut model = Model::load(best, &self.device)?;
+        set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
+        model.save(out)?;
+        Ok(model)
     }
 }
 

@@ -274,23 +274,6 @@ impl ExtractorTraining {
         card.metrics = json!({ "validation": metrics });
         card
     }
-
-    /// After training: the best model with MSP, MD, RMD and OpenMax fitted on training features
-    /// and their 95%-TPR thresholds on the validation images.
-    fn export_best(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
-        let plain = Model::load(best, &self.device)?;
-        let mut card = plain.card.clone();
-        card.baselines = Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
-        let mut model = Model::new(card, &self.device)?;
-        model.net.extractor = plain.net.extractor;
-        model.net.classifier = plain.net.classifier;
-        let fit_idx = &self.train_idx[..self.train_idx.len().min(10_000)];
-        let (features, labels) = features_of(&model, &self.train, fit_idx, &self.device);
-        model.fit_baselines(&features, &labels)?;
-        set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
-        model.save(out)?;
-        Ok(model)
-    }
 }
 
 /// Features `[N * F]` and labels of `idx`.
@@ -422,8 +405,21 @@ impl Training for ExtractorTraining {
         Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
     }
 
+    /// After training: the best model with MSP, MD, RMD and OpenMax fitted on training features
+    /// and their 95%-TPR thresholds on the validation images.
     fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
-        self.export_best(best, out)
+        let plain = Model::load(best, &self.device)?;
+        let mut card = plain.card.clone();
+        card.baselines = Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
+        let mut model = Model::new(card, &self.device)?;
+        model.net.extractor = plain.net.extractor;
+        model.net.classifier = plain.net.classifier;
+        let fit_idx = &self.train_idx[..self.train_idx.len().min(10_000)];
+        let (features, labels) = features_of(&model, &self.train, fit_idx, &self.device);
+        model.fit_baselines(&features, &labels)?;
+        set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
+        model.save(out)?;
+        Ok(model)
     }
 }
 
