@@ -1,55 +1,147 @@
-//! `atd eval`: a detector under end-to-end PGD in the paper's four settings. Clean: nothing
-//! attacked; In: in-distribution images pushed towards OOD (score down); Out: OOD images pushed
-//! towards in (score up); In-and-Out: both. AUROC, FPR at 95% TPR, AUPR-In and AUPR-Out per
-//! OOD set and averaged.
+//! `atd eval`: a detector under attack in the paper's four settings. Clean: nothing attacked;
+//! In: in-distribution images pushed towards OOD (score down); Out: OOD images pushed towards
+//! in (score up); In-and-Out: both. AUROC, FPR at 95% TPR, AUPR-In and AUPR-Out per OOD set and
+//! averaged, and the classifier's accuracy on the in-distribution images, clean and attacked.
+//! Several attacks can run on the same images; their per-image worst case is reported too.
 
 use atd_core::data::ImageSet;
 use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use crate::pgd::{PgdConfig, pgd};
+use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
 use crate::{Detector, Model, dataset, model::to_vec};
 
 pub const SETTINGS: [&str; 4] = ["Clean", "In", "Out", "In-and-Out"];
 
-#[derive(Clone, Debug, Serialize)]
-pub struct SetResult {
-    pub name: String,
-    pub images: usize,
-    /// One entry per setting, in the order of `SETTINGS`.
-    pub metrics: Vec<OodMetrics>,
+/// How the perturbations are made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AttackKind {
+    /// End-to-end PGD on the detector score.
+    Pgd,
+    /// End-to-end APGD on the detector score.
+    Apgd,
+    /// One FGSM step on the detector score (of the source model, for transfer).
+    Fgsm,
+    /// Random +-eps per pixel: no gradient at all.
+    Noise,
+    /// PGD on the classifier's cross-entropy instead of the detector (paper Table 4): true labels
+    /// for in-distribution images, the clean prediction for OOD images.
+    Classification,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct Evaluation {
-    pub detector: Detector,
-    pub in_images: usize,
-    pub eps: f32,
-    pub steps: usize,
-    pub restarts: usize,
-    pub sets: Vec<SetResult>,
-    /// Mean over the OOD sets, per setting.
-    pub average: Vec<OodMetrics>,
+/// One attack: its kind, budget, and the model whose gradients craft it (the evaluated one,
+/// or another for a transfer attack).
+#[derive(Clone)]
+pub struct Attack<'a> {
+    pub kind: AttackKind,
+    pub cfg: PgdConfig,
+    pub source: Option<(&'a Model, Detector, String)>,
 }
 
-/// Clean and attacked scores of `set` (all of it), pushed down (`towards_out`) or up.
-pub fn scores_under_attack(model: &Model, detector: Detector, set: &ImageSet, towards_out: bool, cfg: &PgdConfig, device: &Device, bar: &indicatif::ProgressBar) -> (Vec<f32>, Vec<f32>) {
-    let idx: Vec<usize> = (0..set.len()).collect();
-    let (mut clean, mut attacked) = (Vec::new(), Vec::new());
-    for (b, chunk) in dataset::batches(&idx, 128).enumerate() {
-        let x = dataset::images(set, chunk, None, device);
-        clean.extend(to_vec(model.score(detector, x.clone())));
-        let objective = |x: Tensor<4>| {
+impl<'a> Attack<'a> {
+    pub fn new(kind: AttackKind, cfg: PgdConfig) -> Self {
+        Self { kind, cfg, source: None }
+    }
+
+    /// FGSM on `detector` of `model` (named `name` in reports), transferred to the evaluated one.
+    pub fn transfer(model: &'a Model, detector: Detector, name: String, eps: f32) -> Self {
+        Self { kind: AttackKind::Fgsm, cfg: PgdConfig::new(eps, 1), source: Some((model, detector, name)) }
+    }
+
+    pub fn name(&self) -> String {
+        let budget = format!("eps {:.1}/255", self.cfg.eps * 255.0);
+        let restarts = if self.cfg.restarts > 1 { format!(" x{} restarts", self.cfg.restarts) } else { String::new() };
+        let own = match self.kind {
+            AttackKind::Pgd => format!("PGD-{}{restarts}", self.cfg.steps),
+            AttackKind::Apgd => format!("APGD-{}{restarts}", self.cfg.steps),
+            AttackKind::Fgsm => "FGSM".to_string(),
+            AttackKind::Noise => "random sign noise".to_string(),
+            AttackKind::Classification => format!("PGD-{}{restarts} on the classifier", self.cfg.steps),
+        };
+        match &self.source {
+            Some((_, d, name)) => format!("{own} transferred from {name} ({}), {budget}", d.name()),
+            None => format!("{own}, {budget}"),
+        }
+    }
+
+    /// Perturb `x` against `target`'s detector (or the source's): in-distribution images
+    /// (`towards_out`) to lower the score, OOD images to raise it.
+    pub fn perturb(&self, target: &Model, detector: Detector, x: &Tensor<4>, labels: &[usize], towards_out: bool) -> Tensor<4> {
+        let cfg = &self.cfg;
+        if cfg.eps == 0.0 || (cfg.steps == 0 && self.kind != AttackKind::Noise) {
+            return x.clone();
+        }
+        let (model, detector) = match &self.source {
+            Some((m, d, _)) => (*m, *d),
+            None => (target, detector),
+        };
+        let on_score = |x: Tensor<4>| {
             let z = model.score_logit(detector, x);
             if towards_out { z.neg() } else { z }
         };
-        let cfg = PgdConfig { seed: cfg.seed.wrapping_add(b as u64 * 7919), ..cfg.clone() };
-        let adv = if cfg.steps == 0 || cfg.eps == 0.0 { x } else { pgd(&objective, &x, &cfg, |_, _| {}).adversarial };
-        attacked.extend(to_vec(model.score(detector, adv)));
+        match self.kind {
+            AttackKind::Pgd => pgd(&on_score, x, cfg, |_, _| {}).adversarial,
+            AttackKind::Apgd => apgd(&on_score, x, cfg, |_, _| {}).adversarial,
+            AttackKind::Fgsm => fgsm(&on_score, x, cfg),
+            AttackKind::Noise => sign_noise(x, cfg.eps, cfg.seed as u32),
+            AttackKind::Classification => {
+                let targets: Vec<usize> = if towards_out { labels.to_vec() } else { predictions(model, x.clone()) };
+                pgd(&|x: Tensor<4>| model.cross_entropy(x, &targets), x, cfg, |_, _| {}).adversarial
+            }
+        }
+    }
+}
+
+fn predictions(model: &Model, x: Tensor<4>) -> Vec<usize> {
+    let logits = to_vec(model.logits(x));
+    let classes = model.card.classifier.unwrap_or(1);
+    logits.chunks_exact(classes).map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)).collect()
+}
+
+/// Scores (and, for in-distribution images with labels, correctness) clean and attacked.
+#[derive(Clone, Debug, Default)]
+pub struct SetScores {
+    pub name: String,
+    pub clean: Vec<f32>,
+    pub attacked: Vec<f32>,
+    pub correct_clean: Vec<bool>,
+    pub correct_attacked: Vec<bool>,
+}
+
+impl SetScores {
+    /// The per-image worst case of two attacks on the same images: the lower score for
+    /// in-distribution images, the higher for OOD.
+    fn worst(&self, other: &SetScores, in_distribution: bool) -> SetScores {
+        let pick = |a: &f32, b: &f32| if in_distribution { a.min(*b) } else { a.max(*b) };
+        SetScores {
+            attacked: self.attacked.iter().zip(&other.attacked).map(|(a, b)| pick(a, b)).collect(),
+            correct_attacked: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Clean and attacked scores of `set` (all of it).
+pub fn scores_under_attack(model: &Model, detector: Detector, set: &ImageSet, towards_out: bool, attack: &Attack, device: &Device, bar: &indicatif::ProgressBar) -> SetScores {
+    let idx: Vec<usize> = (0..set.len()).collect();
+    let with_accuracy = towards_out && model.card.classifier.is_some();
+    let mut s = SetScores::default();
+    for (b, chunk) in dataset::batches(&idx, 128).enumerate() {
+        let x = dataset::images(set, chunk, None, device);
+        let labels = dataset::labels(set, chunk);
+        s.clean.extend(to_vec(model.score(detector, x.clone())));
+        let batch_attack = Attack { cfg: PgdConfig { seed: attack.cfg.seed.wrapping_add(b as u64 * 7919), ..attack.cfg.clone() }, ..attack.clone() };
+        let adv = batch_attack.perturb(model, detector, &x, &labels, towards_out);
+        s.attacked.extend(to_vec(model.score(detector, adv.clone())));
+        if with_accuracy {
+            s.correct_clean.extend(predictions(model, x).iter().zip(&labels).map(|(p, y)| p == y));
+            s.correct_attacked.extend(predictions(model, adv).iter().zip(&labels).map(|(p, y)| p == y));
+        }
         bar.inc(chunk.len() as u64);
     }
-    (clean, attacked)
+    s
 }
 
 fn mean(all: &[&OodMetrics]) -> OodMetrics {
@@ -62,33 +154,87 @@ fn mean(all: &[&OodMetrics]) -> OodMetrics {
     }
 }
 
-/// Evaluate `detector` of `model` (in eval mode) on in-distribution `in_set` against each OOD set.
-pub fn evaluate(model: &Model, detector: Detector, in_set: &ImageSet, out_sets: &[(String, ImageSet)], cfg: &PgdConfig, device: &Device) -> Evaluation {
-    let total = in_set.len() + out_sets.iter().map(|(_, s)| s.len()).sum::<usize>();
-    let bar = crate::progress::bar(total as u64, &format!("{} under PGD-{}", detector.name(), cfg.steps));
-    let (in_clean, in_adv) = scores_under_attack(model, detector, in_set, true, cfg, device, &bar);
-    let mut sets = Vec::new();
-    for (name, set) in out_sets {
-        let (out_clean, out_adv) = scores_under_attack(model, detector, set, false, cfg, device, &bar);
-        let metrics = vec![
-            OodMetrics::compute(&in_clean, &out_clean),
-            OodMetrics::compute(&in_adv, &out_clean),
-            OodMetrics::compute(&in_clean, &out_adv),
-            OodMetrics::compute(&in_adv, &out_adv),
-        ];
-        sets.push(SetResult { name: name.clone(), images: set.len(), metrics });
-    }
-    bar.finish_and_clear();
-    let average = (0..SETTINGS.len()).map(|k| mean(&sets.iter().map(|s| &s.metrics[k]).collect::<Vec<_>>())).collect();
-    Evaluation { detector, in_images: in_set.len(), eps: cfg.eps, steps: cfg.steps, restarts: cfg.restarts, sets, average }
+fn fraction(flags: &[bool]) -> Option<f64> {
+    (!flags.is_empty()).then(|| flags.iter().filter(|&&c| c).count() as f64 / flags.len() as f64)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SetResult {
+    pub name: String,
+    pub images: usize,
+    /// One entry per setting, in the order of `SETTINGS`.
+    pub metrics: Vec<OodMetrics>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Evaluation {
+    pub detector: Detector,
+    pub attack: String,
+    pub in_images: usize,
+    pub eps: f32,
+    pub sets: Vec<SetResult>,
+    /// Mean over the OOD sets, per setting.
+    pub average: Vec<OodMetrics>,
+    /// Classifier accuracy on the in-distribution images, clean and attacked (when the file has
+    /// a classifier and the attack is a single one).
+    pub accuracy_clean: Option<f64>,
+    pub accuracy_attacked: Option<f64>,
+    /// The scores behind the numbers (for figures; not written to JSON).
+    #[serde(skip)]
+    pub scores: (SetScores, Vec<SetScores>),
 }
 
 impl Evaluation {
-    /// A markdown table: one row per OOD set (and the average), AUROC / FPR@95 per setting.
+    pub fn from_scores(detector: Detector, attack: String, eps: f32, in_scores: SetScores, out_scores: Vec<SetScores>) -> Self {
+        let sets: Vec<SetResult> = out_scores
+            .iter()
+            .map(|o| SetResult {
+                name: o.name.clone(),
+                images: o.clean.len(),
+                metrics: vec![
+                    OodMetrics::compute(&in_scores.clean, &o.clean),
+                    OodMetrics::compute(&in_scores.attacked, &o.clean),
+                    OodMetrics::compute(&in_scores.clean, &o.attacked),
+                    OodMetrics::compute(&in_scores.attacked, &o.attacked),
+                ],
+            })
+            .collect();
+        let average = (0..SETTINGS.len()).map(|k| mean(&sets.iter().map(|s| &s.metrics[k]).collect::<Vec<_>>())).collect();
+        Self {
+            detector,
+            attack,
+            in_images: in_scores.clean.len(),
+            eps,
+            sets,
+            average,
+            accuracy_clean: fraction(&in_scores.correct_clean),
+            accuracy_attacked: fraction(&in_scores.correct_attacked),
+            scores: (in_scores, out_scores),
+        }
+    }
+
+    /// Mean AUROC over the OOD sets in setting `k` (index into `SETTINGS`).
+    pub fn auroc(&self, k: usize) -> f64 {
+        self.average[k].auroc
+    }
+
+    /// The per-image worst case of two evaluations of the same detector on the same images.
+    pub fn worst_with(&self, other: &Evaluation) -> Evaluation {
+        let (in_a, outs_a) = &self.scores;
+        let (in_b, outs_b) = &other.scores;
+        let in_worst = SetScores { correct_clean: Vec::new(), ..in_a.worst(in_b, true) };
+        let outs = outs_a.iter().zip(outs_b).map(|(a, b)| a.worst(b, false)).collect();
+        Evaluation::from_scores(self.detector, format!("worst case of {} and {}", self.attack, other.attack), self.eps, in_worst, outs)
+    }
+
+    /// A markdown table: one row per OOD set (and the average), AUROC / FPR@95 / AUPR-In /
+    /// AUPR-Out per setting.
     pub fn markdown(&self) -> String {
         let mut s = format!(
-            "{} on {} in-distribution images, PGD-{} at eps {:.2}/255, {} restart(s); AUROC / FPR@95TPR / AUPR-In / AUPR-Out\n\n| OOD set | n |",
-            self.detector.name(), self.in_images, self.steps, self.eps * 255.0, self.restarts
+            "{} on {} in-distribution images, {}; AUROC / FPR@95TPR / AUPR-In / AUPR-Out\n\n| OOD set | n |",
+            self.detector.name(),
+            self.in_images,
+            self.attack
         );
         for setting in SETTINGS {
             s += &format!(" {setting} |");
@@ -106,6 +252,53 @@ impl Evaluation {
         for m in &self.average {
             s += &cell(m);
         }
-        s + "\n"
+        s += "\n";
+        if let (Some(clean), Some(attacked)) = (self.accuracy_clean, self.accuracy_attacked) {
+            s += &format!("\nclassifier accuracy on the in-distribution images: {clean:.3} clean, {attacked:.3} attacked\n");
+        }
+        s
     }
+}
+
+/// The data one evaluation runs on.
+pub struct EvalData<'a> {
+    pub in_set: &'a ImageSet,
+    pub out_sets: &'a [(String, ImageSet)],
+}
+
+impl EvalData<'_> {
+    pub fn images(&self) -> usize {
+        self.in_set.len() + self.out_sets.iter().map(|(_, s)| s.len()).sum::<usize>()
+    }
+}
+
+/// Evaluate `detector` of `model` (in eval mode) under one attack.
+pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Attack, device: &Device) -> Evaluation {
+    let name = attack.name();
+    let bar = crate::progress::bar(data.images() as u64, &format!("{} under {name}", detector.name()));
+    let in_scores = scores_under_attack(model, detector, data.in_set, true, attack, device, &bar);
+    let outs = data
+        .out_sets
+        .iter()
+        .map(|(set_name, set)| SetScores { name: set_name.clone(), ..scores_under_attack(model, detector, set, false, attack, device, &bar) })
+        .collect();
+    bar.finish_and_clear();
+    Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs)
+}
+
+/// Evaluate under each attack, then (with more than one) their per-image worst case.
+pub fn evaluate_all(model: &Model, detector: Detector, data: &EvalData, attacks: &[Attack], device: &Device) -> Vec<Evaluation> {
+    let mut results: Vec<Evaluation> = attacks.iter().map(|a| evaluate(model, detector, data, a, device)).collect();
+    if results.len() > 1 {
+        let mut worst = results[1..].iter().fold(results[0].clone(), |acc, e| acc.worst_with(e));
+        let names: Vec<&str> = results.iter().map(|e| without_budget(&e.attack)).collect();
+        worst.attack = format!("per-image worst case of {}, eps {:.1}/255", names.join(" and "), worst.eps * 255.0);
+        results.push(worst);
+    }
+    results
+}
+
+/// An attack's name without its ", eps ..." suffix.
+pub fn without_budget(attack: &str) -> &str {
+    attack.split(", eps").next().unwrap_or(attack)
 }

@@ -2,14 +2,17 @@
 //! contract with `atd-core`. The `atd` binary drives it.
 
 pub mod batches;
+pub mod check;
 pub mod dataset;
 pub mod detectors;
 pub mod eval;
+pub mod figures;
 pub mod fit;
 pub mod io;
 pub mod model;
 pub mod pgd;
 pub mod progress;
+pub mod report;
 pub mod rng;
 pub mod toy;
 pub mod train;

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use atd_core::data::ImageSet;
 use atd_train::{Backend, Detector, Model, batches, dataset, model::to_vec, progress};
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
@@ -54,32 +55,63 @@ enum Command {
         #[arg(long)]
         perturbation: Option<PathBuf>,
     },
-    /// A detector under end-to-end PGD in the four settings Clean / In / Out / In-and-Out.
+    /// A detector under end-to-end attacks in the four settings Clean / In / Out / In-and-Out.
     Eval {
         /// The weights file.
         weights: PathBuf,
         /// The detector to evaluate (default: atd when the file has a discriminator, else msp).
         #[arg(long, value_enum)]
         detector: Option<Detector>,
-        /// In-distribution test set inside the data pack.
-        #[arg(long = "in", default_value = "cifar10-test.bin")]
-        in_set: String,
-        /// OOD test sets inside the data pack, comma-separated.
-        #[arg(long = "out", value_delimiter = ',', default_value = "mnist-test.bin,tinyimagenet-test.bin,flowers102-32.bin,coil100-32.bin,dtd10-32.bin,cifar100-mixed.bin")]
-        out_sets: Vec<String>,
+        #[command(flatten)]
+        data: DataArgs,
+        /// Attacks, comma-separated; with several, their per-image worst case is reported too.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "pgd")]
+        attack: Vec<atd_train::eval::AttackKind>,
         #[command(flatten)]
         pgd: PgdArgs,
-        /// In-distribution images used (the first N).
-        #[arg(long, default_value_t = 1000)]
-        limit: usize,
-        /// Images per OOD set (the first N).
-        #[arg(long, default_value_t = 500)]
-        out_limit: usize,
-        /// Also write the results as JSON.
+        #[command(flatten)]
+        transfer: TransferArgs,
+        /// Also write the results as JSON (a list: one entry per attack).
         #[arg(long)]
         json: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+    /// Attack-strength sanity checks on a detector, printed as PASS/FAIL with their numbers;
+    /// exits with an error when one fails.
+    Check {
+        weights: PathBuf,
+        #[arg(long, value_enum)]
+        detector: Option<Detector>,
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
+        eps: f32,
+        /// PGD steps of the reference attack (the "more steps" check uses 4x).
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+        /// How far a "never raises AUROC" comparison may go the wrong way (sampling noise).
+        #[arg(long, default_value_t = 0.01)]
+        tolerance: f64,
+        /// The radius at which the detector must break.
+        #[arg(long, default_value = "1", value_parser = atd_train::train::parse_fraction)]
+        huge_eps: f32,
+        /// The most In-and-Out AUROC allowed at --huge-eps.
+        #[arg(long, default_value_t = 0.05)]
+        broken_auroc: f64,
+        #[command(flatten)]
+        transfer: TransferArgs,
         #[arg(long)]
-        data_dir: Option<PathBuf>,
+        json: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
+    /// Evaluate every shipped model and write docs/results.md with tables and figures.
+    Report {
+        #[command(flatten)]
+        options: atd_train::report::ReportOptions,
+        #[command(flatten)]
+        data: DataArgs,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
     },
@@ -113,6 +145,68 @@ struct PgdArgs {
     restarts: usize,
     #[arg(long, default_value_t = 0)]
     seed: u32,
+}
+
+/// The test data of an evaluation.
+#[derive(clap::Args)]
+struct DataArgs {
+    /// In-distribution test set inside the data pack.
+    #[arg(long = "in", default_value = "cifar10-test.bin")]
+    in_set: String,
+    /// OOD test sets inside the data pack, comma-separated.
+    #[arg(long = "out", value_delimiter = ',', default_value = "mnist-test.bin,tinyimagenet-test.bin,flowers102-32.bin,coil100-32.bin,dtd10-32.bin,cifar100-mixed.bin")]
+    out_sets: Vec<String>,
+    /// In-distribution images used, the first N (default 1000; check: 200).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Images per OOD set, the first N (default 500; check: 100).
+    #[arg(long)]
+    out_limit: Option<usize>,
+    /// The data pack folder (default: $ATD_DATA, else ../shared/data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    fn load(&self, limit: usize, out_limit: usize) -> anyhow::Result<(ImageSet, Vec<(String, ImageSet)>)> {
+        let data = dataset::data_dir(self.data_dir.as_deref());
+        let in_set = dataset::load_set(&data, &self.in_set)?.truncated(self.limit.unwrap_or(limit));
+        let outs = self
+            .out_sets
+            .iter()
+            .map(|name| Ok((name.trim_end_matches(".bin").to_string(), dataset::load_set(&data, name)?.truncated(self.out_limit.unwrap_or(out_limit)))))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok((in_set, outs))
+    }
+}
+
+/// A source model for transferred attacks.
+#[derive(clap::Args)]
+struct TransferArgs {
+    /// Also attack with FGSM crafted on this weights file's detector (black-box transfer).
+    #[arg(long)]
+    transfer_from: Option<PathBuf>,
+    /// The source detector (default: its first one).
+    #[arg(long, value_enum)]
+    transfer_detector: Option<Detector>,
+}
+
+impl TransferArgs {
+    fn load(&self, device: &Device) -> anyhow::Result<Option<(Model, Detector, String)>> {
+        let Some(path) = &self.transfer_from else { return Ok(None) };
+        let model = Model::load(path, device)?.valid();
+        let detector = pick_detector(&model, self.transfer_detector)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(Some((model, detector, name)))
+    }
+}
+
+/// The requested detector, or the file's first one; an error when the file lacks it.
+fn pick_detector(model: &Model, wanted: Option<Detector>) -> anyhow::Result<Detector> {
+    let available = model.detectors();
+    let detector = wanted.or_else(|| available.first().copied()).context("the weights file holds no detector")?;
+    anyhow::ensure!(available.contains(&detector), "{} is not in this file (it has {:?})", detector.name(), available);
+    Ok(detector)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -192,27 +286,60 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attack { weights, image, engine, detector, direction, pgd, out, perturbation } => {
             attack(&weights, &image, &AttackChoice { engine, detector, direction }, &pgd, &out, perturbation.as_deref())
         }
-        Command::Eval { weights, detector, in_set, out_sets, pgd, limit, out_limit, json, data_dir, backend } => {
-            let PgdArgs { eps, steps, restarts, seed } = pgd;
+        Command::Eval { weights, detector, data, attack, pgd, transfer, json, backend } => {
             let device = backend.device()?;
             let model = Model::load(&weights, &device)?.valid();
-            let available = model.detectors();
-            let detector = detector.or_else(|| available.first().copied()).context("the weights file holds no detector")?;
-            anyhow::ensure!(available.contains(&detector), "{} is not in this file (it has {:?})", detector.name(), available);
-            let data = dataset::data_dir(data_dir.as_deref());
-            let in_data = dataset::load_set(&data, &in_set)?.truncated(limit);
-            let outs = out_sets.iter().map(|name| Ok((name.trim_end_matches(".bin").to_string(), dataset::load_set(&data, name)?.truncated(out_limit)))).collect::<anyhow::Result<Vec<_>>>()?;
-            let cfg = atd_train::PgdConfig { restarts, seed: seed as u64, ..atd_train::PgdConfig::new(eps, steps) };
+            let detector = pick_detector(&model, detector)?;
+            let (in_set, out_sets) = data.load(1000, 500)?;
+            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets };
+            let cfg = atd_train::PgdConfig { restarts: pgd.restarts, seed: pgd.seed as u64, ..atd_train::PgdConfig::new(pgd.eps, pgd.steps) };
+            let source = transfer.load(&device)?;
+            let mut attacks: Vec<_> = attack.iter().map(|&kind| atd_train::eval::Attack::new(kind, cfg.clone())).collect();
+            if let Some((m, d, name)) = &source {
+                attacks.push(atd_train::eval::Attack::transfer(m, *d, name.clone(), pgd.eps));
+            }
             let started = std::time::Instant::now();
-            let result = atd_train::eval::evaluate(&model, detector, &in_data, &outs, &cfg, &device);
+            let results = atd_train::eval::evaluate_all(&model, detector, &data, &attacks, &device);
             let seconds = started.elapsed().as_secs_f64();
-            print!("{}", result.markdown());
-            let images = result.in_images + result.sets.iter().map(|s| s.images).sum::<usize>();
-            println!("\n{images} images in {seconds:.0} s ({:.1} images/s with PGD-{steps}) on {}", images as f64 / seconds, weights.display());
+            for result in &results {
+                println!("{}", result.markdown());
+            }
+            let images = data.images() * attacks.len();
+            println!("{images} image evaluations in {seconds:.0} s ({:.1}/s) on {}", images as f64 / seconds, weights.display());
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?).with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
+        }
+        Command::Check { weights, detector, data, eps, steps, tolerance, huge_eps, broken_auroc, transfer, json, backend } => {
+            let device = backend.device()?;
+            let model = Model::load(&weights, &device)?.valid();
+            let detector = pick_detector(&model, detector)?;
+            let (in_set, out_sets) = data.load(200, 100)?;
+            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets };
+            let source = transfer.load(&device)?;
+            let opts = atd_train::check::CheckOptions {
+                eps,
+                steps,
+                tolerance,
+                huge_eps,
+                broken_auroc,
+                transfer: source.as_ref().map(|(m, d, n)| (m, *d, n.clone())),
+            };
+            let (checks, _) = atd_train::check::run(&model, detector, &data, &opts, &device);
+            println!("{} on {}: {} in-distribution images, {} OOD images, In-and-Out AUROC", detector.name(), weights.display(), in_set.len(), data.images() - in_set.len());
+            print!("{}", atd_train::check::summary(&checks));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&checks)?).with_context(|| format!("writing {}", path.display()))?;
+            }
+            let failed = checks.iter().filter(|c| !c.pass).count();
+            anyhow::ensure!(failed == 0, "{failed} of {} checks failed", checks.len());
+            Ok(())
+        }
+        Command::Report { options, data, backend } => {
+            let device = backend.device()?;
+            let (in_set, out_sets) = data.load(1000, 500)?;
+            atd_train::report::run(&options, &atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets }, &device)
         }
         Command::Toy { out, epochs, seed } => {
             println!("setting\tattacked (closed, open, generated)\tclosed-set margin\topen-set margin");

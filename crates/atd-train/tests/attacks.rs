@@ -4,7 +4,7 @@ mod common;
 
 use atd_core::card::{Activation, ExtractorSpec};
 use atd_train::model::{tensor_from, to_vec};
-use atd_train::pgd::{PgdConfig, input_gradient, pgd};
+use atd_train::pgd::{PgdConfig, apgd, fgsm, input_gradient, pgd, sign_noise};
 use atd_train::rng::Rng;
 use atd_train::{Detector, Model};
 use burn::tensor::Tensor;
@@ -116,4 +116,66 @@ fn cross_entropy_matches_its_definition_and_pgd_raises_it() {
     let objective = |x: Tensor<4>| model.cross_entropy(x, &labels);
     let attacked = to_vec(pgd(&objective, &x, &PgdConfig::new(8.0 / 255.0, 5), |_, _| {}).objective);
     assert!(attacked.iter().zip(&ce).all(|(a, c)| a > c), "{ce:?} -> {attacked:?}");
+}
+
+/// f(x) = sum(w * x) per sample: its maximum over the eps-ball and the [0,1] box is known exactly.
+fn linear_objective(weights: Vec<f32>, n: usize) -> impl Fn(Tensor<4>) -> Tensor<1> {
+    let w = tensor_from(weights, [1, 3, 32, 32], &device());
+    move |x: Tensor<4>| (x * w.clone()).sum_dim(3).sum_dim(2).sum_dim(1).reshape([n])
+}
+
+fn ball_corner(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    x.iter().zip(w.iter().cycle()).map(|(x, w)| (x + eps * w.signum()).clamp(0.0, 1.0)).collect()
+}
+
+#[test]
+fn apgd_and_fgsm_reach_the_optimum_of_a_linear_objective() {
+    let mut rng = Rng::new(5);
+    let w: Vec<f32> = (0..3 * 32 * 32).map(|_| rng.normal()).collect();
+    let objective = linear_objective(w.clone(), 3);
+    let x = random_images(3, 6, &device());
+    let eps = 8.0 / 255.0;
+    let optimum = ball_corner(&to_vec(x.clone()), &w, eps);
+    let cfg = PgdConfig { seed: 2, restarts: 2, ..PgdConfig::new(eps, 12) };
+    let result = apgd(&objective, &x, &cfg, |_, _| {});
+    let close = |a: &[f32]| a.iter().zip(&optimum).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(close(&to_vec(result.adversarial.clone())) < 1e-6, "APGD missed the corner by {}", close(&to_vec(result.adversarial.clone())));
+    // The reported objective is the objective of the returned images.
+    let recomputed = to_vec(objective(result.adversarial));
+    for (a, b) in to_vec(result.objective).iter().zip(&recomputed) {
+        assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    assert!(close(&to_vec(fgsm(&objective, &x, &cfg))) < 1e-6, "FGSM is one full step to the corner");
+}
+
+#[test]
+fn apgd_stays_in_the_ball_and_beats_its_random_start() {
+    let model = random_model(full_card(ExtractorSpec::tiny(), 3), 13).valid();
+    let x = random_images(6, 14, &device());
+    let eps = 8.0 / 255.0;
+    let objective = |x: Tensor<4>| model.score_logit(Detector::Atd, x).neg();
+    let cfg = PgdConfig { seed: 4, ..PgdConfig::new(eps, 10) };
+    let result = apgd(&objective, &x, &cfg, |_, _| {});
+    let (adv, clean) = (to_vec(result.adversarial), to_vec(x.clone()));
+    let worst = adv.iter().zip(&clean).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
+    assert!(worst <= eps * (1.0 + 1e-6) && adv.iter().all(|v| (0.0..=1.0).contains(v)), "left the ball or the box: {worst}");
+    // No steps: the random start itself.
+    let start = to_vec(apgd(&objective, &x, &PgdConfig { steps: 0, ..cfg.clone() }, |_, _| {}).objective);
+    let end = to_vec(result.objective);
+    assert!(end.iter().zip(&start).all(|(e, s)| e >= s), "{start:?} -> {end:?}");
+    assert!(end.iter().zip(&start).any(|(e, s)| e > s), "APGD never improved on its start");
+}
+
+#[test]
+fn sign_noise_moves_every_pixel_by_eps_unless_clamped() {
+    let x = random_images(2, 15, &device());
+    let eps = 4.0 / 255.0;
+    let (noisy, clean) = (to_vec(sign_noise(&x, eps, 9)), to_vec(x));
+    for (n, c) in noisy.iter().zip(&clean) {
+        let up = (c + eps).min(1.0);
+        let down = (c - eps).max(0.0);
+        assert!((n - up).abs() < 1e-6 || (n - down).abs() < 1e-6, "{c} -> {n}");
+    }
+    let ups = noisy.iter().zip(&clean).filter(|(n, c)| n > c).count();
+    assert!((2500..3650).contains(&ups), "signs are not balanced: {ups} of {} up", noisy.len());
 }

@@ -169,6 +169,20 @@ fn atd_training_lowers_the_loss_resumes_and_exports_all_detectors() {
     let mut args = atd_args(data, extractor, no_attack.to_str().unwrap(), "1");
     args.push("--no-attack");
     assert!(run(&args).contains("OpenGAN-fea"));
+
+    // The Table 3 ablation attacks the generated features too: same seed and data, other D.
+    let (plain, ablation) = (temp("atd-plain"), temp("atd-ablation"));
+    run(&atd_args(data, extractor, plain.to_str().unwrap(), "1"));
+    let mut args = atd_args(data, extractor, ablation.to_str().unwrap(), "1");
+    args.extend(["--attack-generated", "0.5"]);
+    assert!(run(&args).contains("generated features attacked too"));
+    let (a, b) = (tensors(&plain.join("atd.safetensors")), tensors(&ablation.join("atd.safetensors")));
+    assert_ne!(a["discriminator.output.weight"], b["discriminator.output.weight"], "attacking generated features changed nothing");
+    let contradiction_out = temp("atd-contradiction");
+    let mut contradiction = atd_args(data, extractor, contradiction_out.to_str().unwrap(), "1");
+    contradiction.extend(["--no-attack", "--attack-generated", "0.5"]);
+    let (ok, _, err) = atd(&contradiction);
+    assert!(!ok && err.contains("drop --no-attack"), "{err}");
 }
 
 #[test]
@@ -206,15 +220,81 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
     let json = temp("eval").with_extension("json");
     let out = run(&[
         "eval", weights.to_str().unwrap(), "--detector", "msp", "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin",
-        "--out", "ood-tiny.bin", "--limit", "40", "--out-limit", "40", "--steps", "3", "--json", json.to_str().unwrap(),
+        "--out", "ood-tiny.bin", "--limit", "40", "--out-limit", "40", "--steps", "3", "--attack", "pgd,apgd,noise",
+        "--transfer-from", weights.to_str().unwrap(), "--json", json.to_str().unwrap(),
     ]);
-    for needle in ["| OOD set |", "Clean", "In-and-Out", "ood-tiny", "**average**"] {
+    for needle in ["| OOD set |", "Clean", "In-and-Out", "ood-tiny", "**average**", "PGD-3", "APGD-3", "random sign noise", "FGSM transferred", "per-image worst case", "classifier accuracy"] {
         assert!(out.contains(needle), "eval output lacks {needle:?}:\n{out}");
     }
-    let result: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let auroc = |k: usize| result["average"][k]["auroc"].as_f64().unwrap();
-    // Attacking either side can only lower AUROC; attacking both lowers it most.
-    assert!(auroc(1) <= auroc(0) + 1e-9 && auroc(2) <= auroc(0) + 1e-9, "{}", result["average"]);
-    assert!(auroc(3) <= auroc(1).min(auroc(2)) + 1e-9, "{}", result["average"]);
-    assert!(auroc(3) < auroc(0), "the attack changed nothing: {}", result["average"]);
+    let results: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(results.len(), 5, "pgd, apgd, noise, transfer and their worst case");
+    let auroc = |r: usize, k: usize| results[r]["average"][k]["auroc"].as_f64().unwrap();
+    for r in [0, 1, 4] {
+        let result = &results[r];
+        // Attacking either side can only lower AUROC; attacking both lowers it most (for the
+        // optimising attacks: one FGSM step or noise may overshoot and help).
+        assert!(auroc(r, 1) <= auroc(r, 0) + 1e-9 && auroc(r, 2) <= auroc(r, 0) + 1e-9, "{}", result["average"]);
+        assert!(auroc(r, 3) <= auroc(r, 1).min(auroc(r, 2)) + 1e-9, "{}", result["average"]);
+    }
+    assert!((0..5).all(|r| auroc(r, 0) == auroc(0, 0)), "every attack starts from the same clean scores");
+    assert!(auroc(0, 3) < auroc(0, 0), "PGD changed nothing: {}", results[0]["average"]);
+    // The per-image worst case is at least as strong as every attack in it.
+    for r in 0..4 {
+        assert!(auroc(4, 3) <= auroc(r, 3) + 1e-9, "worst case {} vs {}", auroc(4, 3), auroc(r, 3));
+    }
+    // White-box PGD hurts more than noise.
+    assert!(auroc(0, 3) < auroc(2, 3), "PGD {} vs noise {}", auroc(0, 3), auroc(2, 3));
+}
+
+fn check_args<'a>(data: &'a str, weights: &'a str) -> Vec<&'a str> {
+    vec![
+        "check", weights, "--detector", "msp", "--data-dir", data, "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin", "--limit", "40",
+        "--out-limit", "40", "--steps", "4",
+    ]
+}
+
+#[test]
+fn check_passes_on_a_real_attack_and_fails_when_asked_the_impossible() {
+    let data = fixture_dir();
+    let weights = standard_extractor().join("extractor.safetensors");
+    let (data, weights) = (data.to_str().unwrap(), weights.to_str().unwrap());
+    let mut args = check_args(data, weights);
+    args.extend(["--transfer-from", weights]);
+    let out = run(&args);
+    assert_eq!(out.matches("PASS").count(), 7, "{out}");
+    // An AUROC below 0 at a huge eps cannot happen: the check must fail, with a non-zero exit.
+    let mut impossible = check_args(data, weights);
+    impossible.push("--broken-auroc=-1");
+    let (ok, out, err) = atd(&impossible);
+    assert!(!ok && out.contains("FAIL  a huge eps breaks the detector") && err.contains("1 of 6 checks failed"), "{out}\n{err}");
+}
+
+#[test]
+fn report_writes_the_tables_and_figures() {
+    let data = fixture_dir();
+    let standard = standard_extractor().join("extractor.safetensors");
+    let atd_run = temp("report-atd");
+    run(&atd_args(data.to_str().unwrap(), standard.to_str().unwrap(), atd_run.to_str().unwrap(), "3"));
+    let page = temp("report").join("results.md");
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    let out = run(&[
+        "report", "--atd", atd_run.join("atd.safetensors").to_str().unwrap(), "--standard", standard.to_str().unwrap(), "--page",
+        page.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin",
+        "--limit", "24", "--out-limit", "24", "--steps", "2", "--baseline-steps", "2", "--sweep-limit", "16", "--sweep-out-limit", "16",
+        "--sweep-steps", "2",
+    ]);
+    assert!(out.contains("wrote"), "{out}");
+    let md = std::fs::read_to_string(&page).unwrap();
+    for needle in ["## Table 1", "| ATD (atd) | APGD-2", "| HAT (openmax)", "| standard (msp)", "0.943 / 0.837 / 0.862 / 0.693", "## Table 2", "## Table 4", "PASS", "figures/roc.png"] {
+        assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
+    }
+    for figure in ["auroc-vs-eps", "histogram-atd", "histogram-standard-msp", "roc"] {
+        let path = page.parent().unwrap().join("figures").join(format!("{figure}.png"));
+        let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+        // Not blank: a figure has many colours.
+        let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        assert!(colours.len() > 20, "{figure} has {} colours", colours.len());
+    }
+    let numbers: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
+    assert!(numbers["table1"].as_array().unwrap().len() >= 7, "ATD x3 and the baselines");
 }

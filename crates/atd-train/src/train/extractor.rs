@@ -156,7 +156,7 @@ impl ExtractorRecipe {
             TrainAttack::Pgd => (self.attack_steps, self.attack_step_size.unwrap_or(2.5 * self.eps / self.attack_steps.max(1) as f32)),
             TrainAttack::Fgsm => (1, self.attack_step_size.unwrap_or(1.25 * self.eps)),
         };
-        PgdConfig { eps: self.eps, steps, step_size: step, restarts: 1, random_start: true, seed }
+        PgdConfig { step_size: step, seed, ..PgdConfig::new(self.eps, steps) }
     }
 }
 
