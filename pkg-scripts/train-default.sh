@@ -18,7 +18,7 @@ mkdir -p "$RUNS" web/models
 # On a GPU: BACKEND=wgpu, more epochs, and drop the --train-limit subsets.
 STANDARD_EPOCHS=${STANDARD_EPOCHS:-4}
 HAT_EPOCHS=${HAT_EPOCHS:-2}
-ATD_EPOCHS=${ATD_EPOCHS:-1}
+ATD_EPOCHS=${ATD_EPOCHS:-5}
 # 1. The non-robust baseline: standard training (also HAT's helper model).
 "$ATD" train extractor --method standard --arch small --epochs "$STANDARD_EPOCHS" --lr 0.1 \
   --out "$RUNS/standard" --resume --backend "$BACKEND"
@@ -26,8 +26,9 @@ ATD_EPOCHS=${ATD_EPOCHS:-1}
 "$ATD" train extractor --method hat --arch small --epochs "$HAT_EPOCHS" --lr 0.1 --attack-steps 3 --train-limit 20000 \
   --helper "$RUNS/standard/extractor.safetensors" --out "$RUNS/hat" --resume --backend "$BACKEND"
 # 3. ATD on the HAT features, with the reference's frozen generator and with a trained one.
+#    lr 1e-3 instead of the reference's 1e-4: 40 steps per epoch on 5k images, not 350 on 45k.
 for mode in frozen trained; do
-  "$ATD" train atd --extractor "$RUNS/hat/extractor.safetensors" --generator "$mode" \
+  "$ATD" train atd --extractor "$RUNS/hat/extractor.safetensors" --generator "$mode" --lr 1e-3 \
     --epochs "$ATD_EPOCHS" --attack-steps 5 --train-limit 5000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
 done
 cp "$RUNS/standard/extractor.safetensors" web/models/standard.safetensors

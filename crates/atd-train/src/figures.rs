@@ -141,52 +141,93 @@ pub fn roc_points(in_scores: &[f32], out_scores: &[f32]) -> Vec<(f64, f64)> {
     points
 }
 
+/// A chart of labelled lines over [0, x_max] x [0, 1] with a grey reference line.
+struct LineFigure<'a> {
+    size: (u32, u32),
+    title: &'a str,
+    x_max: f64,
+    axes: (&'a str, &'a str),
+    reference: [(f64, f64); 2],
+    markers: bool,
+    legend: SeriesLabelPosition,
+}
+
+impl LineFigure<'_> {
+    fn save(self, path: &Path, lines: Vec<(String, Vec<(f64, f64)>)>) -> anyhow::Result<()> {
+        save_png(path, self.size.0, self.size.1, |root| {
+            let mut chart = ChartBuilder::on(&root)
+                .caption(self.title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(50)
+                .build_cartesian_2d(0.0..self.x_max, 0.0..1.0)
+                .map_err(err)?;
+            chart.configure_mesh().x_desc(self.axes.0).y_desc(self.axes.1).label_style(("sans-serif", 12)).draw().map_err(err)?;
+            chart.draw_series(LineSeries::new(self.reference.to_vec(), BLACK.mix(0.3))).map_err(err)?;
+            for (k, (label, points)) in lines.into_iter().enumerate() {
+                let colour = PALETTE[k % PALETTE.len()];
+                let marker = if self.markers { 3 } else { 0 };
+                chart
+                    .draw_series(LineSeries::new(points, colour.stroke_width(2)).point_size(marker))
+                    .map_err(err)?
+                    .label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
+            }
+            chart.configure_series_labels().position(self.legend).background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(err)
+        })
+    }
+}
+
 /// ROC curves, one per labelled (in scores, out scores) pair.
 pub fn roc_curves(path: &Path, title: &str, curves: &[(String, Vec<f32>, Vec<f32>)]) -> anyhow::Result<()> {
-    save_png(path, 520, 480, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-            .map_err(err)?;
-        chart.configure_mesh().x_desc("false positive rate (OOD called in)").y_desc("true positive rate (in called in)").label_style(("sans-serif", 12)).draw().map_err(err)?;
-        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3))).map_err(err)?;
-        for (k, (label, in_scores, out_scores)) in curves.iter().enumerate() {
-            let colour = PALETTE[k % PALETTE.len()];
+    let lines = curves
+        .iter()
+        .map(|(label, in_scores, out_scores)| {
             let auroc = atd_core::metrics::auroc(in_scores, out_scores);
-            chart
-                .draw_series(LineSeries::new(roc_points(in_scores, out_scores), colour.stroke_width(2)))
-                .map_err(err)?
-                .label(format!("{label} (AUROC {auroc:.3})"))
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
-        }
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(err)
-    })
+            (format!("{label} (AUROC {auroc:.3})"), roc_points(in_scores, out_scores))
+        })
+        .collect();
+    LineFigure {
+        size: (520, 480),
+        title,
+        x_max: 1.0,
+        axes: ("false positive rate (OOD called in)", "true positive rate (in called in)"),
+        reference: [(0.0, 0.0), (1.0, 1.0)],
+        markers: false,
+        legend: SeriesLabelPosition::LowerRight,
+    }
+    .save(path, lines)
 }
 
 /// Paper Fig. 1: AUROC against eps (in 1/255 units), one line per detector.
 pub fn auroc_vs_eps(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
-    let max_eps = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(1.0, f64::max);
-    save_png(path, 620, 440, |root| {
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..max_eps, 0.0..1.0)
-            .map_err(err)?;
-        chart.configure_mesh().x_desc("eps (x 1/255)").y_desc("In-and-Out AUROC").label_style(("sans-serif", 12)).draw().map_err(err)?;
-        chart.draw_series(LineSeries::new(vec![(0.0, 0.5), (max_eps, 0.5)], BLACK.mix(0.3))).map_err(err)?;
-        for (k, (label, points)) in series.iter().enumerate() {
-            let colour = PALETTE[k % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)).point_size(3))
-                .map_err(err)?
-                .label(label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
-        }
-        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(err)
-    })
+    let x_max = series.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)).fold(1.0, f64::max);
+    LineFigure {
+        size: (620, 440),
+        title,
+        x_max,
+        axes: ("eps (x 1/255)", "In-and-Out AUROC"),
+        reference: [(0.0, 0.5), (x_max, 0.5)],
+        markers: true,
+        legend: SeriesLabelPosition::UpperRight,
+    }
+    .save(path, series.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_area_under_the_roc_points_is_the_auroc() {
+        // Ties inside and across the two sets; AUROC counts cross-set ties as half.
+        let in_scores = [0.9, 0.8, 0.8, 0.5, 0.3, 0.3];
+        let out_scores = [0.8, 0.6, 0.3, 0.2, 0.1];
+        let points = roc_points(&in_scores, &out_scores);
+        assert_eq!(points.first(), Some(&(0.0, 0.0)));
+        assert_eq!(points.last(), Some(&(1.0, 1.0)));
+        let area: f64 = points.windows(2).map(|w| (w[1].0 - w[0].0) * (w[1].1 + w[0].1) / 2.0).sum();
+        let auroc = atd_core::metrics::auroc(&in_scores, &out_scores);
+        assert!((area - auroc).abs() < 1e-12, "trapezoids {area} vs AUROC {auroc}");
+    }
 }

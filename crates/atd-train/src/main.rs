@@ -59,8 +59,9 @@ enum Command {
     Eval {
         /// The weights file.
         weights: PathBuf,
-        /// The detector to evaluate (default: atd when the file has a discriminator, else msp).
-        #[arg(long, value_enum)]
+        /// The detector to evaluate (default: atd when the file has a discriminator, else msp);
+        /// `--baseline md` is the same as `--detector md`.
+        #[arg(long, value_enum, alias = "baseline")]
         detector: Option<Detector>,
         #[command(flatten)]
         data: DataArgs,
