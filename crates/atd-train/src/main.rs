@@ -291,6 +291,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let device = backend.device()?;
             let model = Model::load(&weights, &device)?.valid();
             let detector = pick_detector(&model, detector)?;
+            anyhow::ensure!(
+                model.card.classifier.is_some() || !attack.contains(&atd_train::eval::AttackKind::Classification),
+                "--attack classification needs a classifier head, and {} has none",
+                weights.display()
+            );
             let (in_set, out_sets) = data.load(1000, 500)?;
             let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets };
             let cfg = atd_train::PgdConfig { restarts: pgd.restarts, seed: pgd.seed as u64, ..atd_train::PgdConfig::new(pgd.eps, pgd.steps) };
