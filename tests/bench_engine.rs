@@ -1,15 +1,16 @@
 //! Engine speed: ms per forward pass and per PGD step (forward + backward + update) per image,
 //! for the shipped models and a random PreActResNet-18 Swish, on our WGSL engine (the machine's
 //! GPU adapter; lavapipe here), on its CPU reference, and on Burn's flex CPU backend for scale.
-//! `cargo bench -p atd-tests --bench engine [-- --quick]`. (Burn's wgpu backend needs
-//! `--features wgpu` on atd-train and a ~20-minute build; not part of this bench yet.)
+//! `cargo bench -p atd-tests --bench engine [-- --quick]`. With `--features wgpu` (a ~20-minute
+//! build of Burn's wgpu backend) it also times Burn on wgpu's default adapter, the one our engine
+//! uses, and prints our speed-up over it.
 
 use std::time::Instant;
 
 use atd_core::card::ExtractorSpec;
 use atd_gpu::{AttackOptions, Direction, Engine, Head};
 use atd_tests::{card, images, random_weights};
-use atd_train::model::tensor_from;
+use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, pgd};
 use atd_train::{Detector, Model};
 use burn::tensor::Device;
@@ -39,24 +40,51 @@ fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
     let cpu_fwd = time(1, || {
         pollster::block_on(cpu.score(&x)).unwrap();
     });
-    let model = Model::from_bytes(bytes, &Device::flex()).unwrap().valid();
-    let detector = if head == Head::Atd { Detector::Atd } else { Detector::Msp };
-    let input = tensor_from(x.clone(), [batch, 3, 32, 32], &Device::flex());
-    let burn_fwd = time(3, || {
-        model.score(detector, input.clone());
-    });
-    let down = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x).neg();
-    let burn_step = time(1, || {
-        pgd(&down, &input, &PgdConfig::new(8.0 / 255.0, steps), |_, _| {});
-    });
+    let (burn_fwd, burn_step) = burn_times(bytes, head, &x, batch, steps, &Device::flex());
     println!(
-        "{name:<22} {head:?} batch {batch:>2} | WGSL on {adapter}: forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img",
+        "{name:<22} {head:?} batch {batch:>2} | WGSL on {adapter}: forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
         per(gpu_fwd, batch),
         per(gpu_step / (steps + 1) as f64, batch),
         per(cpu_fwd, batch),
         per(burn_fwd, batch),
         per(burn_step / steps as f64, batch),
+        versus_burn_wgpu(bytes, head, &x, batch, steps, gpu_fwd, gpu_step / (steps + 1) as f64),
     );
+}
+
+/// Burn on wgpu's default adapter (the one our engine takes) and our speed-up over it.
+#[cfg(feature = "wgpu")]
+fn versus_burn_wgpu(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: usize, our_fwd: f64, our_step: f64) -> String {
+    let (fwd, pgd_ms) = burn_times(bytes, head, x, batch, steps, &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+    let step = pgd_ms / steps as f64;
+    format!(
+        " | Burn wgpu: forward {:7.2} ms/img, PGD step {:7.2} ms/img | ours vs Burn wgpu: {:.2}x forward, {:.2}x PGD step",
+        fwd / batch as f64,
+        step / batch as f64,
+        fwd / our_fwd,
+        step / our_step,
+    )
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn versus_burn_wgpu(_: &[u8], _: Head, _: &[f32], _: usize, _: usize, _: f64, _: f64) -> String {
+    String::new()
+}
+
+/// Burn's ms per forward and per `steps`-step PGD (whole batch) on `device`, reading the result
+/// back so that asynchronous backends are timed to completion.
+fn burn_times(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: usize, device: &Device) -> (f64, f64) {
+    let model = Model::from_bytes(bytes, device).unwrap().valid();
+    let detector = if head == Head::Atd { Detector::Atd } else { Detector::Msp };
+    let input = tensor_from(x.to_vec(), [batch, 3, 32, 32], device);
+    let forward = time(3, || {
+        to_vec(model.score(detector, input.clone()));
+    });
+    let down = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x).neg();
+    let step = time(1, || {
+        to_vec(pgd(&down, &input, &PgdConfig::new(8.0 / 255.0, steps), |_, _| {}).adversarial);
+    });
+    (forward, step)
 }
 
 fn main() {
