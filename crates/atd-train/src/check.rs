@@ -36,6 +36,11 @@ pub struct CheckOptions<'a> {
     pub transfer: Option<(&'a Model, Detector, String)>,
 }
 
+/// The radii of the eps sweep: 0, eps/4, eps/2, eps and 2 eps.
+pub fn sweep_epsilons(eps: f32) -> [f32; 5] {
+    [0.0, eps / 4.0, eps / 2.0, eps, 2.0 * eps]
+}
+
 /// Fraction of images whose input gradient of the detector score is exactly zero.
 fn zero_gradient_fraction(model: &Model, detector: Detector, data: &EvalData, device: &Device) -> f64 {
     let sets = std::iter::once(data.in_set).chain(data.out_sets.iter().map(|(_, s)| s));
@@ -53,7 +58,8 @@ fn zero_gradient_fraction(model: &Model, detector: Detector, data: &EvalData, de
     zero as f64 / total.max(1) as f64
 }
 
-/// Run every check; also returns the evaluations behind them (for the report).
+/// Run every check; also returns the evaluations behind them (for the report), the eps sweep
+/// (in `sweep_epsilons` order) first.
 pub fn run(model: &Model, detector: Detector, data: &EvalData, opts: &CheckOptions, device: &Device) -> (Vec<Check>, Vec<Evaluation>) {
     let tol = opts.tolerance;
     let pgd_at = |eps: f32, steps: usize, restarts: usize| {
@@ -65,7 +71,7 @@ pub fn run(model: &Model, detector: Detector, data: &EvalData, opts: &CheckOptio
     let zero = zero_gradient_fraction(model, detector, data, device);
     checks.push(Check::new("input gradient is not zero at the clean images", zero == 0.0, format!("{:.1}% of {} images have an all-zero gradient", 100.0 * zero, data.images())));
 
-    let epsilons = [0.0, opts.eps / 4.0, opts.eps / 2.0, opts.eps, 2.0 * opts.eps];
+    let epsilons = sweep_epsilons(opts.eps);
     let sweep: Vec<Evaluation> = epsilons.iter().map(|&e| pgd_at(e, opts.steps, 1)).collect();
     let aurocs: Vec<f64> = sweep.iter().map(|e| e.auroc(IN_AND_OUT)).collect();
     let monotone = aurocs.windows(2).all(|w| w[1] <= w[0] + tol);

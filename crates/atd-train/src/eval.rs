@@ -10,7 +10,8 @@ use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
 use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
-use crate::{Detector, Model, dataset, model::to_vec};
+use crate::model::{argmax_rows, to_vec};
+use crate::{Detector, Model, dataset};
 
 pub const SETTINGS: [&str; 4] = ["Clean", "In", "Out", "In-and-Out"];
 
@@ -95,9 +96,7 @@ impl<'a> Attack<'a> {
 }
 
 fn predictions(model: &Model, x: Tensor<4>) -> Vec<usize> {
-    let logits = to_vec(model.logits(x));
-    let classes = model.card.classifier.unwrap_or(1);
-    logits.chunks_exact(classes).map(|row| row.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0)).collect()
+    argmax_rows(model.logits(x))
 }
 
 /// Scores (and, for in-distribution images with labels, correctness) clean and attacked.
@@ -179,6 +178,8 @@ pub struct Evaluation {
     /// a classifier and the attack is a single one).
     pub accuracy_clean: Option<f64>,
     pub accuracy_attacked: Option<f64>,
+    /// Wall time of the attacks and scoring behind these numbers.
+    pub seconds: f64,
     /// The scores behind the numbers (for figures; not written to JSON).
     #[serde(skip)]
     pub scores: (SetScores, Vec<SetScores>),
@@ -209,6 +210,7 @@ impl Evaluation {
             average,
             accuracy_clean: fraction(&in_scores.correct_clean),
             accuracy_attacked: fraction(&in_scores.correct_attacked),
+            seconds: 0.0,
             scores: (in_scores, out_scores),
         }
     }
@@ -224,7 +226,9 @@ impl Evaluation {
         let (in_b, outs_b) = &other.scores;
         let in_worst = SetScores { correct_clean: Vec::new(), ..in_a.worst(in_b, true) };
         let outs = outs_a.iter().zip(outs_b).map(|(a, b)| a.worst(b, false)).collect();
-        Evaluation::from_scores(self.detector, format!("worst case of {} and {}", self.attack, other.attack), self.eps, in_worst, outs)
+        let mut worst = Evaluation::from_scores(self.detector, format!("worst case of {} and {}", self.attack, other.attack), self.eps, in_worst, outs);
+        worst.seconds = self.seconds + other.seconds;
+        worst
     }
 
     /// A markdown table: one row per OOD set (and the average), AUROC / FPR@95 / AUPR-In /
@@ -284,9 +288,10 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
         .map(|(set_name, set)| SetScores { name: set_name.clone(), ..scores_under_attack(model, detector, set, false, attack, device, &bar) })
         .collect();
     bar.finish_and_clear();
-    let result = Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs);
+    let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs);
+    result.seconds = started.elapsed().as_secs_f64();
     // A line per evaluation: what a log keeps when stderr is not a terminal (no bar).
-    eprintln!("{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}", detector.name(), result.attack, data.images(), started.elapsed().as_secs_f64(), result.auroc(3));
+    eprintln!("{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}", detector.name(), result.attack, data.images(), result.seconds, result.auroc(3));
     result
 }
 

@@ -433,9 +433,8 @@ fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result
         for (d, scores) in &mut columns {
             scores.extend(to_vec(model.score_from_features(*d, features.clone())));
         }
-        if let Some(c) = model.card.classifier {
-            let logits = to_vec(model.logits_from_features(features));
-            classes.extend(logits.chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0));
+        if model.card.classifier.is_some() {
+            classes.extend(atd_train::model::argmax_rows(model.logits_from_features(features)));
         }
         bar.inc(chunk.len() as u64);
     }

@@ -306,6 +306,12 @@ pub fn tensor_from<const D: usize>(values: Vec<f32>, shape: [usize; D], device: 
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
+/// The index of the largest value of each row of `[B, C]` (the predicted class of logits).
+pub fn argmax_rows(logits: Tensor<2>) -> Vec<usize> {
+    let c = logits.dims()[1];
+    to_vec(logits).chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0).collect()
+}
+
 /// Read a tensor back as f32 values.
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().try_into_vec_as::<f32>().expect("a float tensor")

@@ -51,12 +51,18 @@ pub fn value_and_gradient(objective: &impl Objective, x: &Tensor<4>) -> (Vec<f32
     (to_vec(value.detach()), leaf.grad(&grads).expect("the objective depends on the input").detach())
 }
 
-/// The uniform random start shared with the WGSL engine (`atd_core::noise`) for this seed.
-fn random_start(x: &Tensor<4>, cfg: &PgdConfig, seed: u32) -> Tensor<4> {
+/// `x` plus `shape(u)` of the seeded noise `u` in [-1, 1) that the WGSL engine draws too
+/// (`atd_core::noise`), clamped to `bounds`.
+fn plus_noise(x: &Tensor<4>, seed: u32, shape: impl Fn(f32) -> f32, bounds: (f32, f32)) -> Tensor<4> {
     let dims = x.dims();
     let n: usize = dims.iter().product();
-    let noise: Vec<f32> = (0..n).map(|i| atd_core::noise::noise(seed, i as u32) * cfg.eps).collect();
-    (x.clone() + tensor_from(noise, dims, &x.device())).clamp(cfg.bounds.0, cfg.bounds.1)
+    let noise: Vec<f32> = (0..n).map(|i| shape(atd_core::noise::noise(seed, i as u32))).collect();
+    (x.clone() + tensor_from(noise, dims, &x.device())).clamp(bounds.0, bounds.1)
+}
+
+/// The uniform random start, identical to the WGSL engine's for this seed.
+fn random_start(x: &Tensor<4>, cfg: &PgdConfig, seed: u32) -> Tensor<4> {
+    plus_noise(x, seed, |u| u * cfg.eps, cfg.bounds)
 }
 
 /// A `[B, 3, H, W]` mask that is `rows[b]` across all of sample b.
@@ -194,8 +200,5 @@ pub fn fgsm(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig) -> Tenso
 /// Random corners of the eps-ball (each pixel moved by +eps or -eps, seeded), clamped to [0,1]:
 /// the perturbation a detector must shrug off if a white-box attack is to mean anything.
 pub fn sign_noise(x: &Tensor<4>, eps: f32, seed: u32) -> Tensor<4> {
-    let dims = x.dims();
-    let n: usize = dims.iter().product();
-    let noise: Vec<f32> = (0..n).map(|i| if atd_core::noise::noise(seed, i as u32) < 0.0 { -eps } else { eps }).collect();
-    (x.clone() + tensor_from(noise, dims, &x.device())).clamp(0.0, 1.0)
+    plus_noise(x, seed, |u| if u < 0.0 { -eps } else { eps }, (0.0, 1.0))
 }

@@ -65,13 +65,6 @@ fn paper_row(model: &str, detector: Detector) -> Option<[f64; 4]> {
 struct Row {
     model: &'static str,
     eval: Evaluation,
-    seconds: f64,
-}
-
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
-    let started = Instant::now();
-    let value = f();
-    (value, started.elapsed().as_secs_f64())
 }
 
 /// All scores of an evaluation pooled over the OOD sets: (in clean, in attacked, out clean, out attacked).
@@ -110,16 +103,14 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     let cfg = |steps: usize| PgdConfig { restarts: opts.restarts, seed: opts.seed, ..PgdConfig::new(opts.eps, steps) };
 
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
-    let (atd_runs, atd_seconds) = timed(|| {
-        evaluate_all(&atd, Detector::Atd, data, &[Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))], device)
-    });
-    let mut rows: Vec<Row> = atd_runs.iter().map(|e| Row { model: "ATD", eval: e.clone(), seconds: atd_seconds / 2.0 }).collect();
+    let atd_runs =
+        evaluate_all(&atd, Detector::Atd, data, &[Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))], device);
+    let mut rows: Vec<Row> = atd_runs.iter().map(|e| Row { model: "ATD", eval: e.clone() }).collect();
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
     for (name, model) in [("HAT", &atd), ("standard", &standard)] {
         for detector in [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax] {
             if model.detectors().contains(&detector) {
-                let (eval, seconds) = timed(|| evaluate(model, detector, data, &baseline, device));
-                rows.push(Row { model: name, eval, seconds });
+                rows.push(Row { model: name, eval: evaluate(model, detector, data, &baseline, device) });
             }
         }
     }
@@ -148,7 +139,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
         transfer: Some((&standard, Detector::Msp, "standard".to_string())),
     };
     let (checks, check_evals) = check::run(&atd, Detector::Atd, &sweep_data, &check_opts, device);
-    let eps_points: Vec<f32> = vec![0.0, opts.eps / 4.0, opts.eps / 2.0, opts.eps, 2.0 * opts.eps];
+    let eps_points = check::sweep_epsilons(opts.eps);
     let sweep_line = |evals: &[Evaluation]| evals.iter().zip(&eps_points).map(|(e, eps)| (*eps as f64 * 255.0, e.auroc(3))).collect::<Vec<_>>();
     let mut sweep = vec![("ATD".to_string(), sweep_line(&check_evals[..eps_points.len()]))];
     for (name, model, detector) in [("HAT (OpenMax)", &atd, Detector::Openmax), ("HAT (MSP)", &atd, Detector::Msp), ("standard (MSP)", &standard, Detector::Msp)] {
@@ -179,7 +170,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_runs, &checks, &sweep, started.elapsed().as_secs_f64());
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;
     let numbers = json!({
-        "table1": rows.iter().map(|r| json!({"model": r.model, "seconds": r.seconds, "evaluation": r.eval})).collect::<Vec<_>>(),
+        "table1": rows.iter().map(|r| json!({"model": r.model, "evaluation": r.eval})).collect::<Vec<_>>(),
         "transfer": transfers,
         "classification_attack": classification,
         "checks": checks,
@@ -223,7 +214,7 @@ fn markdown(
     let _ = writeln!(s, "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out | seconds |\n|---|---|---|---|---|---|---|---|");
     for r in rows {
         let paper = paper_row(r.model, r.eval.detector).map(|p| format!("{:.3} / {:.3} / {:.3} / {:.3}", p[0], p[1], p[2], p[3])).unwrap_or_else(|| "-".into());
-        let _ = writeln!(s, "| {} ({}) | {} |{} {paper} | {:.0} |", r.model, r.eval.detector.name(), without_budget(&r.eval.attack), auroc_cells(&r.eval), r.seconds);
+        let _ = writeln!(s, "| {} ({}) | {} |{} {paper} | {:.0} |", r.model, r.eval.detector.name(), without_budget(&r.eval.attack), auroc_cells(&r.eval), r.eval.seconds);
     }
     let _ = writeln!(
         s,

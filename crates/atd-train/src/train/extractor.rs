@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{RunOptions, Schedule, StepStats, Training, parse_fraction};
 use crate::dataset;
 use crate::detectors::cross_entropy;
-use crate::model::{AtdNet, Model, to_vec};
+use crate::model::{AtdNet, Model, argmax_rows, to_vec};
 use crate::pgd::{PgdConfig, pgd};
 use crate::rng::Rng;
 
@@ -180,11 +180,6 @@ fn kl_from(p_clean: Tensor<2>, logits: Tensor<2>) -> Tensor<1> {
     let b = logits.dims()[0];
     let log_p = p_clean.clone().clamp_min(1e-12).log();
     (p_clean * (log_p - log_softmax(logits, 1))).sum_dim(1).reshape([b])
-}
-
-fn argmax_rows(logits: Tensor<2>) -> Vec<usize> {
-    let c = logits.dims()[1];
-    to_vec(logits).chunks_exact(c).map(|r| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0).collect()
 }
 
 fn accuracy(logits: Tensor<2>, labels: &[usize]) -> f64 {
