@@ -1,6 +1,7 @@
 //! Engine speed: ms per forward pass and per PGD step (forward + backward + update) per image,
 //! for the shipped models and a random PreActResNet-18 Swish, on our WGSL engine (the machine's
-//! GPU adapter; lavapipe here), on its CPU reference, and on Burn's flex CPU backend for scale.
+//! GPU adapter, lavapipe here, with each forward-convolution kernel), on its CPU reference, and
+//! on Burn's flex CPU backend for scale.
 //! `cargo bench -p atd-tests --bench engine [-- --quick]`. With `--features wgpu` (a ~20-minute
 //! build of Burn's wgpu backend) it also times Burn on wgpu's default adapter, the one our engine
 //! uses, and prints our speed-up over it.
@@ -8,7 +9,8 @@
 use std::time::Instant;
 
 use atd_core::card::ExtractorSpec;
-use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use atd_gpu::gpu::AdapterSummary;
+use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine, Head};
 use atd_tests::{card, images, random_weights};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, pgd};
@@ -24,31 +26,45 @@ fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
     started.elapsed().as_secs_f64() * 1000.0 / repeats as f64
 }
 
+/// Our engine on the GPU adapter with one forward-convolution kernel: ms per forward and per
+/// PGD step (whole batch), and the adapter.
+fn engine_times(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: usize, conv: ConvStrategy) -> (f64, f64, AdapterSummary) {
+    let mut gpu = pollster::block_on(Engine::gpu_with_conv(bytes, head, batch, conv)).expect("a GPU adapter");
+    let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
+    let forward = time(3, || {
+        pollster::block_on(gpu.score(x)).unwrap();
+    });
+    let attack = time(1, || {
+        pollster::block_on(gpu.attack(x, &options, |_, _| true)).unwrap();
+    });
+    (forward, attack / (steps + 1) as f64, gpu.adapter().expect("on the GPU").clone())
+}
+
 fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
     let x = images(batch, 3);
-    let mut gpu = pollster::block_on(Engine::gpu(bytes, head, batch)).expect("a GPU adapter");
-    let adapter = gpu.adapter().map(|a| a.name.clone()).unwrap_or_default();
-    let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
-    let per = |ms: f64, n: usize| ms / n as f64;
-    let gpu_fwd = time(3, || {
-        pollster::block_on(gpu.score(&x)).unwrap();
-    });
-    let gpu_step = time(1, || {
-        pollster::block_on(gpu.attack(&x, &options, |_, _| true)).unwrap();
-    });
+    let per = |ms: f64| ms / batch as f64;
+    let (direct_fwd, direct_step, adapter) = engine_times(bytes, head, &x, batch, steps, ConvStrategy::Direct);
+    let (tiled_fwd, tiled_step, _) = engine_times(bytes, head, &x, batch, steps, ConvStrategy::Tiled);
+    let (our_fwd, our_step) = match ConvStrategy::for_adapter(adapter.software) {
+        ConvStrategy::Direct => (direct_fwd, direct_step),
+        ConvStrategy::Tiled => (tiled_fwd, tiled_step),
+    };
     let mut cpu = Engine::cpu(bytes, head, batch).unwrap();
     let cpu_fwd = time(1, || {
         pollster::block_on(cpu.score(&x)).unwrap();
     });
     let (burn_fwd, burn_step) = burn_times(bytes, head, &x, batch, steps, &Device::flex());
     println!(
-        "{name:<22} {head:?} batch {batch:>2} | WGSL on {adapter}: forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
-        per(gpu_fwd, batch),
-        per(gpu_step / (steps + 1) as f64, batch),
-        per(cpu_fwd, batch),
-        per(burn_fwd, batch),
-        per(burn_step / steps as f64, batch),
-        versus_burn_wgpu(bytes, head, &x, batch, steps, gpu_fwd, gpu_step / (steps + 1) as f64),
+        "{name:<22} {head:?} batch {batch:>2} | WGSL on {}: direct conv forward {:7.2} ms/img, PGD step {:7.2} ms/img; tiled conv forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
+        adapter.name,
+        per(direct_fwd),
+        per(direct_step),
+        per(tiled_fwd),
+        per(tiled_step),
+        per(cpu_fwd),
+        per(burn_fwd),
+        per(burn_step / steps as f64),
+        versus_burn_wgpu(bytes, head, &x, batch, steps, our_fwd, our_step),
     );
 }
 
@@ -58,7 +74,7 @@ fn versus_burn_wgpu(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: us
     let (fwd, pgd_ms) = burn_times(bytes, head, x, batch, steps, &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
     let step = pgd_ms / steps as f64;
     format!(
-        " | Burn wgpu: forward {:7.2} ms/img, PGD step {:7.2} ms/img | ours vs Burn wgpu: {:.2}x forward, {:.2}x PGD step",
+        " | Burn wgpu: forward {:7.2} ms/img, PGD step {:7.2} ms/img | ours (the adapter's kernel) vs Burn wgpu: {:.2}x forward, {:.2}x PGD step",
         fwd / batch as f64,
         step / batch as f64,
         fwd / our_fwd,

@@ -2,7 +2,7 @@
 //! reference on the same weights file: scores, input gradients and whole PGD attacks.
 
 use atd_core::card::ExtractorSpec;
-use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine, Head};
 use atd_tests::{card, cosine, images, random_weights};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, input_gradient, pgd};
@@ -71,13 +71,14 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize
     assert!(same as f64 >= 0.95 * burn_adv.len() as f64, "{name} {head:?}: only {same} of {} adversarial values agree", burn_adv.len());
 }
 
-fn check_model(name: &str, extractor: ExtractorSpec, seed: u64, gpu: bool, heads: &[Head], steps: usize) {
+/// `gpu`: the GPU engine with this forward-convolution kernel; `None`: the CPU reference.
+fn check_model(name: &str, extractor: ExtractorSpec, seed: u64, gpu: Option<ConvStrategy>, heads: &[Head], steps: usize) {
     let bytes = random_weights(card(extractor), seed);
     for &head in heads {
-        let mut engine = if gpu {
-            pollster::block_on(Engine::gpu(&bytes, head, BATCH)).expect("a GPU adapter: install mesa-vulkan-drivers for lavapipe")
-        } else {
-            Engine::cpu(&bytes, head, BATCH).unwrap()
+        let mut engine = match gpu {
+            Some(conv) => pollster::block_on(Engine::gpu_with_conv(&bytes, head, BATCH, conv))
+                .expect("a GPU adapter: install mesa-vulkan-drivers for lavapipe"),
+            None => Engine::cpu(&bytes, head, BATCH).unwrap(),
         };
         check(name, &bytes, &mut engine, head, steps);
     }
@@ -85,19 +86,24 @@ fn check_model(name: &str, extractor: ExtractorSpec, seed: u64, gpu: bool, heads
 
 #[test]
 fn gpu_engine_matches_burn_on_the_small_relu_model() {
-    check_model("small", ExtractorSpec::small(), 1, true, &[Head::Atd, Head::Msp], 10);
+    for conv in [ConvStrategy::Direct, ConvStrategy::Tiled] {
+        check_model(&format!("small ({conv:?} convolutions)"), ExtractorSpec::small(), 1, Some(conv), &[Head::Atd, Head::Msp], 10);
+    }
 }
 
 #[test]
 fn gpu_engine_matches_burn_on_a_random_preact_resnet18_swish() {
     // The paper's extractor is ~0.6 GMAC per image: one head and a one-step attack keep
     // lavapipe CI fast (the heads and longer attacks are covered on the small model).
-    check_model("preact18-swish", ExtractorSpec::preact_resnet18_swish(), 2, true, &[Head::Atd], 1);
+    // The adapter's own convolution kernel (both are compared on the small model above).
+    let bytes = random_weights(card(ExtractorSpec::preact_resnet18_swish()), 2);
+    let mut engine = pollster::block_on(Engine::gpu(&bytes, Head::Atd, BATCH)).expect("a GPU adapter");
+    check("preact18-swish", &bytes, &mut engine, Head::Atd, 1);
 }
 
 #[test]
 fn cpu_engine_matches_burn_on_the_small_relu_model() {
-    check_model("small (cpu engine)", ExtractorSpec::small(), 3, false, &[Head::Atd, Head::Msp], 10);
+    check_model("small (cpu engine)", ExtractorSpec::small(), 3, None, &[Head::Atd, Head::Msp], 10);
 }
 
 #[test]

@@ -1,19 +1,25 @@
 //! Time each kernel of a model's forward and backward pass on the GPU:
-//! `cargo run --release -p atd-gpu --example profile -- <weights> [atd|msp] [batch]`.
+//! `cargo run --release -p atd-gpu --example profile -- <weights> [atd|msp] [batch] [direct|tiled]`
+//! (the forward-convolution kernel; default: the one the engine picks for the adapter).
 
 use std::time::Instant;
 
 use atd_gpu::gpu::Gpu;
-use atd_gpu::plan::{Head, Plan};
+use atd_gpu::plan::{ConvStrategy, Head, Plan};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let bytes = std::fs::read(&args[1]).expect("weights file");
     let head = if args.get(2).map(String::as_str) == Some("msp") { Head::Msp } else { Head::Atd };
     let batch: usize = args.get(3).map(|b| b.parse().unwrap()).unwrap_or(1);
-    let plan = Plan::new(&atd_core::Weights::from_bytes(&bytes).unwrap(), head, batch).unwrap();
     let gpu = pollster::block_on(Gpu::new()).unwrap();
-    println!("adapter: {:?}", gpu.adapter);
+    let conv = match args.get(4).map(String::as_str) {
+        Some("direct") => ConvStrategy::Direct,
+        Some("tiled") => ConvStrategy::Tiled,
+        _ => ConvStrategy::for_adapter(gpu.adapter.software),
+    };
+    let plan = Plan::new(&atd_core::Weights::from_bytes(&bytes).unwrap(), head, batch, conv).unwrap();
+    println!("adapter: {:?}, {conv:?} forward convolutions", gpu.adapter);
     let mut resident = gpu.upload(&plan.weights, plan.arena_len).unwrap();
     let mut table = plan.forward.clone();
     table.extend(plan.backward.iter().copied());

@@ -91,7 +91,7 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
                 a[p(1) + i] = a[p(0) + i];
             }
         }
-        Kernel::ConvForward | Kernel::ConvBackwardInput => conv(op, w, a),
+        Kernel::ConvForward | Kernel::ConvForwardTiled | Kernel::ConvBackwardInput => conv(op, w, a),
         Kernel::LinearForward => {
             let (x, wt, y, nin, nout, bias, has_bias) = (p(0), p(1), p(2), p(4), p(5), p(6), p(7) != 0);
             for i in 0..threads {
@@ -197,10 +197,11 @@ fn conv(op: &Op, w: &[f32], a: &mut [f32]) {
     let (pad_top, pad_left, accumulate) = (p(12) as isize, p(13) as isize, p(14) != 0);
     // One value per output (the GPU groups four channels per thread; the sums are the same).
     let batch = p(3);
-    let outputs = if op.kernel == Kernel::ConvForward { batch * cout * hout * wout } else { batch * cin * hin * win };
+    let forward = op.kernel != Kernel::ConvBackwardInput;
+    let outputs = if forward { batch * cout * hout * wout } else { batch * cin * hin * win };
     for i in 0..outputs {
         let mut sum = 0.0f32;
-        if op.kernel == Kernel::ConvForward {
+        if forward {
             let (ox, oy, co, n) = (i % wout, (i / wout) % hout, (i / (wout * hout)) % cout, i / (wout * hout * cout));
             let (y0, x0) = ((oy * stride) as isize - pad_top, (ox * stride) as isize - pad_left);
             for ci in 0..cin {

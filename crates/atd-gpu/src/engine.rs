@@ -7,7 +7,7 @@ use atd_core::IMAGE_VALUES;
 use atd_core::weights::Weights;
 
 use crate::gpu::{AdapterSummary, Gpu, GpuError, Resident};
-use crate::plan::{HISTORY_STEPS, Head, Op, Plan, PlanError};
+use crate::plan::{ConvStrategy, HISTORY_STEPS, Head, Op, Plan, PlanError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -99,16 +99,28 @@ pub struct Engine {
 
 impl Engine {
     /// The detector `head` of a weights file on the GPU, for batches of `batch` images.
+    /// Its forward convolutions use the kernel that suits the adapter (`ConvStrategy::for_adapter`).
     pub async fn gpu(bytes: &[u8], head: Head, batch: usize) -> Result<Self, EngineError> {
-        let plan = Plan::new(&Weights::from_bytes(bytes)?, head, batch)?;
+        Self::on_gpu(bytes, head, batch, None).await
+    }
+
+    /// The same with the forward-convolution kernel chosen by the caller (benchmarks, tests).
+    pub async fn gpu_with_conv(bytes: &[u8], head: Head, batch: usize, conv: ConvStrategy) -> Result<Self, EngineError> {
+        Self::on_gpu(bytes, head, batch, Some(conv)).await
+    }
+
+    async fn on_gpu(bytes: &[u8], head: Head, batch: usize, conv: Option<ConvStrategy>) -> Result<Self, EngineError> {
+        let weights = Weights::from_bytes(bytes)?;
         let gpu = Gpu::new().await?;
+        let conv = conv.unwrap_or(ConvStrategy::for_adapter(gpu.adapter.software));
+        let plan = Plan::new(&weights, head, batch, conv)?;
         let resident = gpu.upload(&plan.weights, plan.arena_len)?;
         Ok(Self { plan, backend: Backend::Gpu { gpu: Box::new(gpu), resident } })
     }
 
-    /// The same on the CPU reference (no GPU needed; slower).
+    /// The same on the CPU reference (no GPU needed; slower; every kernel computes the same sums).
     pub fn cpu(bytes: &[u8], head: Head, batch: usize) -> Result<Self, EngineError> {
-        let plan = Plan::new(&Weights::from_bytes(bytes)?, head, batch)?;
+        let plan = Plan::new(&Weights::from_bytes(bytes)?, head, batch, ConvStrategy::Direct)?;
         let arena = vec![0.0; plan.arena_len];
         Ok(Self { plan, backend: Backend::Cpu { arena } })
     }

@@ -8,4 +8,4 @@ pub mod gpu;
 pub mod plan;
 
 pub use engine::{AttackOptions, AttackResult, Direction, Engine, EngineError};
-pub use plan::{Head, Plan};
+pub use plan::{ConvStrategy, Head, Plan};

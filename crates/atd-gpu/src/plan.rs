@@ -18,6 +18,7 @@ pub enum Kernel {
     Add,
     Copy,
     ConvForward,
+    ConvForwardTiled,
     ConvBackwardInput,
     LinearForward,
     LinearBackwardInput,
@@ -31,12 +32,13 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 16] = [
         Kernel::AffineAct,
         Kernel::AffineActBackward,
         Kernel::Add,
         Kernel::Copy,
         Kernel::ConvForward,
+        Kernel::ConvForwardTiled,
         Kernel::ConvBackwardInput,
         Kernel::LinearForward,
         Kernel::LinearBackwardInput,
@@ -56,6 +58,7 @@ impl Kernel {
             Kernel::Add => "add",
             Kernel::Copy => "copy",
             Kernel::ConvForward => "conv_forward",
+            Kernel::ConvForwardTiled => "conv_forward_tiled",
             Kernel::ConvBackwardInput => "conv_backward_input",
             Kernel::LinearForward => "linear_forward",
             Kernel::LinearBackwardInput => "linear_backward_input",
@@ -73,7 +76,7 @@ impl Kernel {
     pub fn family(self) -> Family {
         match self {
             Kernel::AffineAct | Kernel::AffineActBackward | Kernel::Add | Kernel::Copy => Family::Elementwise,
-            Kernel::ConvForward | Kernel::ConvBackwardInput => Family::Conv,
+            Kernel::ConvForward | Kernel::ConvForwardTiled | Kernel::ConvBackwardInput => Family::Conv,
             Kernel::LinearForward | Kernel::LinearBackwardInput | Kernel::MeanPool | Kernel::MeanPoolBackward => Family::Dense,
             Kernel::Objective | Kernel::PgdInit | Kernel::PgdStep | Kernel::Record | Kernel::KeepBest => Family::Attack,
         }
@@ -125,6 +128,10 @@ pub struct Op {
 
 /// Channels per thread in the convolution kernels (`BLOCK` in shaders/conv.wgsl).
 pub const CONV_BLOCK: usize = 4;
+/// The tiled forward convolution's output tile side and channels per workgroup (`TILE`,
+/// `TILE_CHANNELS` in shaders/conv.wgsl); its workgroups are 256 invocations.
+pub const CONV_TILE: usize = 8;
+pub const CONV_TILE_CHANNELS: usize = 16;
 
 /// Activation codes of `shaders/common.wgsl`.
 pub const ACT_NONE: u32 = 0;
@@ -193,6 +200,10 @@ impl Op {
         // Each thread computes CONV_BLOCK channels of one pixel (see shaders/conv.wgsl).
         let threads = match kernel {
             Kernel::ConvForward => batch * g.cout.div_ceil(CONV_BLOCK) * g.hout * g.wout,
+            Kernel::ConvForwardTiled => {
+                let tiles = g.hout.div_ceil(CONV_TILE) * g.wout.div_ceil(CONV_TILE);
+                batch * g.cout.div_ceil(CONV_TILE_CHANNELS) * tiles * 256
+            }
             _ => batch * g.cin.div_ceil(CONV_BLOCK) * g.hin * g.win,
         };
         Op::new(
@@ -200,6 +211,13 @@ impl Op {
             threads,
             &[from, w, to, batch, g.cin, g.cout, g.hin, g.win, g.hout, g.wout, g.k, g.stride, g.pad_top, g.pad_left, accumulate as usize],
         )
+    }
+
+    /// A forward convolution of the model with the chosen kernel (the tiled one only where its
+    /// staged patch fits: k <= 3 and stride <= 2, which holds for every model card).
+    pub fn conv_forward(from: usize, w: usize, to: usize, g: &ConvGeometry, batch: usize, strategy: ConvStrategy) -> Self {
+        let tiled = strategy == ConvStrategy::Tiled && g.k <= 3 && g.stride <= 2;
+        Op::conv(if tiled { Kernel::ConvForwardTiled } else { Kernel::ConvForward }, from, w, to, g, batch, false)
     }
 
     pub fn linear(x: usize, w: usize, y: usize, batch: usize, nin: usize, nout: usize, bias: Option<usize>) -> Self {
@@ -237,6 +255,24 @@ impl Op {
     #[allow(clippy::too_many_arguments)]
     pub fn keep_best(x: usize, objective: usize, best_x: usize, best_objective: usize, batch: usize, per: usize, first: bool, sign: f32) -> Self {
         Op::new(Kernel::KeepBest, batch, &[x, objective, best_x, best_objective, batch, per, first as usize]).with(7, f(sign))
+    }
+}
+
+/// How the forward convolutions run (shaders/conv.wgsl): `Direct`, four channels of one pixel
+/// per thread reading the arena; `Tiled`, input patches and weights staged in workgroup memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvStrategy {
+    Direct,
+    Tiled,
+}
+
+impl ConvStrategy {
+    /// Software adapters (lavapipe, SwiftShader's Vulkan) run a workgroup's invocations on one
+    /// CPU thread, where workgroup memory is ordinary memory and every barrier costs: the tiled
+    /// kernel measured ~2x slower than the direct one on lavapipe (`examples/profile`). GPUs,
+    /// where workgroup memory is on-chip, get the tiled kernel.
+    pub fn for_adapter(software: bool) -> Self {
+        if software { ConvStrategy::Direct } else { ConvStrategy::Tiled }
     }
 }
 
@@ -372,7 +408,7 @@ fn activation_code(a: Activation) -> u32 {
 }
 
 impl Plan {
-    pub fn new(weights: &Weights, head: Head, batch: usize) -> Result<Self, PlanError> {
+    pub fn new(weights: &Weights, head: Head, batch: usize, conv: ConvStrategy) -> Result<Self, PlanError> {
         if batch == 0 {
             return Err(PlanError::EmptyBatch);
         }
@@ -409,7 +445,7 @@ impl Plan {
         let mut size = g.hout;
         let mut h = arena.alloc(batch * g.cout * size * size);
         let mut d_h = arena.alloc(batch * g.cout * size * size);
-        fwd.push(Op::conv(Kernel::ConvForward, normed, stem_w, h, &g, batch, false));
+        fwd.push(Op::conv_forward(normed, stem_w, h, &g, batch, conv));
         bwd_rev.push(Op::conv(Kernel::ConvBackwardInput, d_h, stem_w, d_normed, &g, batch, false));
 
         for (i, (cin, cout, stride)) in spec.block_layout().into_iter().enumerate() {
@@ -426,7 +462,7 @@ impl Plan {
             let w1 = pack.tensor(weights, &format!("{p}.conv1.weight"));
             let c1 = arena.alloc(n_out);
             let d_c1 = arena.alloc(n_out);
-            fwd.push(Op::conv(Kernel::ConvForward, a, w1, c1, &g1, batch, false));
+            fwd.push(Op::conv_forward(a, w1, c1, &g1, batch, conv));
             let (bn1_s, bn1_t) = pack.batch_norm(weights, &format!("{p}.bn1"), spec.bn_epsilon);
             let b = arena.alloc(n_out);
             let d_b = arena.alloc(n_out);
@@ -434,7 +470,7 @@ impl Plan {
             let g2 = ConvGeometry::new(cout, cout, out_size, 3, 1, spec.padding);
             let w2 = pack.tensor(weights, &format!("{p}.conv2.weight"));
             let c2 = arena.alloc(n_out);
-            fwd.push(Op::conv(Kernel::ConvForward, b, w2, c2, &g2, batch, false));
+            fwd.push(Op::conv_forward(b, w2, c2, &g2, batch, conv));
             let next = arena.alloc(n_out);
             let d_next = arena.alloc(n_out);
 
@@ -454,7 +490,7 @@ impl Plan {
                     let gs = ConvGeometry::new(cin, cout, size, 1, stride, spec.padding);
                     let ws = pack.tensor(weights, &format!("{p}.shortcut.weight"));
                     let s = arena.alloc(n_out);
-                    fwd.push(Op::conv(Kernel::ConvForward, a, ws, s, &gs, batch, false));
+                    fwd.push(Op::conv_forward(a, ws, s, &gs, batch, conv));
                     fwd.push(Op::add(c2, s, next, n_out));
                     back.push(Op::conv(Kernel::ConvBackwardInput, d_next, ws, d_a, &gs, batch, true));
                     back.push(Op::affine_act_backward(h, d_a, d_h, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0, false));
@@ -463,7 +499,7 @@ impl Plan {
                     let gs = ConvGeometry::new(cin, cout, size, 3, stride, spec.padding);
                     let ws = pack.tensor(weights, &format!("{p}.shortcut.weight"));
                     let s = arena.alloc(n_out);
-                    fwd.push(Op::conv(Kernel::ConvForward, h, ws, s, &gs, batch, false));
+                    fwd.push(Op::conv_forward(h, ws, s, &gs, batch, conv));
                     fwd.push(Op::add(c2, s, next, n_out));
                     back.push(Op::conv(Kernel::ConvBackwardInput, d_next, ws, d_h, &gs, batch, false));
                     back.push(Op::affine_act_backward(h, d_a, d_h, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0, true));

@@ -57,6 +57,26 @@ fn convolutions_match_the_cpu_bit_for_bit() {
     }
 }
 
+/// The tiled forward convolution over geometries that leave partial tiles (10x10 and 5x5
+/// outputs), several rounds of staged input channels (19 = 8 + 8 + 3) and several channel blocks
+/// (20 = 16 + 4).
+#[test]
+fn tiled_convolution_matches_the_cpu_bit_for_bit() {
+    let gpu = gpu();
+    let batch = 2;
+    for (k, stride, padding) in [(3, 1, Padding::Symmetric), (3, 2, Padding::Same), (3, 2, Padding::Symmetric), (1, 2, Padding::Same), (1, 1, Padding::Symmetric)] {
+        let g = ConvGeometry::new(19, 20, 10, k, stride, padding);
+        let (n_in, n_out) = (batch * g.cin * g.hin * g.win, batch * g.cout * g.hout * g.wout);
+        let weights = dyadic(g.cout * g.cin * k * k + 3, 3);
+        let arena = dyadic(n_in + n_out, 4);
+        for accumulate in [false, true] {
+            let op = Op::conv(Kernel::ConvForwardTiled, 0, 3, n_in, &g, batch, accumulate);
+            let (c, gp) = both(&gpu, op, &weights, &arena);
+            assert_bit_exact(&format!("tiled k{k} s{stride} {padding:?} accumulate {accumulate}"), &c, &gp);
+        }
+    }
+}
+
 #[test]
 fn conv_backward_is_the_adjoint_of_conv_forward() {
     // <conv(x), y> == <x, conv_backward(y)> exactly on dyadic data: the CPU reference's two

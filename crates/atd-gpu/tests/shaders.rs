@@ -34,5 +34,14 @@ fn shaders_stay_within_webgpu_default_binding_limits() {
             .filter(|(_, v)| matches!(v.space, naga::AddressSpace::Storage { .. }))
             .count();
         assert!(storage <= 8, "{}: {storage} storage buffers (WebGPU allows 8 per stage)", family.file_name());
+        let mut layouter = naga::proc::Layouter::default();
+        layouter.update(module.to_ctx()).expect("type layouts");
+        let workgroup_bytes: u32 = module
+            .global_variables
+            .iter()
+            .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+            .map(|(_, v)| layouter[v.ty].size)
+            .sum();
+        assert!(workgroup_bytes <= 16_384, "{}: {workgroup_bytes} bytes of workgroup memory (WebGPU allows 16384)", family.file_name());
     }
 }

@@ -28,6 +28,7 @@ async fn webgpu_convolutions_equal_the_cpu_reference_bit_for_bit() {
         let arena = dyadic(n_in + n_out + n_in, 2);
         for op in [
             Op::conv(Kernel::ConvForward, 0, 0, n_in, &g, 2, false),
+            Op::conv(Kernel::ConvForwardTiled, 0, 0, n_in, &g, 2, true),
             Op::conv(Kernel::ConvBackwardInput, n_in, 0, n_in + n_out, &g, 2, true),
         ] {
             let mut cpu = arena.clone();
