@@ -36,43 +36,29 @@ fn assert_close(name: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
     }
 }
 
+/// Every convolution kernel on two sizes: 5 -> 6 channels on 8x8, and 19 -> 20 channels on
+/// 10x10, which leaves the tiled kernel partial tiles (10x10 and 5x5 outputs), three rounds of
+/// staged input channels (8 + 8 + 3) and two channel blocks (16 + 4).
 #[test]
 fn convolutions_match_the_cpu_bit_for_bit() {
     let gpu = gpu();
     let batch = 2;
-    for (k, stride, padding) in [(3, 1, Padding::Symmetric), (3, 2, Padding::Symmetric), (3, 2, Padding::Same), (1, 2, Padding::Same), (1, 1, Padding::Symmetric)] {
-        let g = ConvGeometry::new(5, 6, 8, k, stride, padding);
-        let (n_in, n_out) = (batch * g.cin * g.hin * g.win, batch * g.cout * g.hout * g.wout);
-        let weights = dyadic(g.cout * g.cin * k * k + 3, 1);
-        let arena = dyadic(n_in + n_out + n_in, 2);
-        for accumulate in [false, true] {
-            let name = format!("k{k} s{stride} {padding:?} accumulate {accumulate}");
-            let fwd = Op::conv(Kernel::ConvForward, 0, 3, n_in, &g, batch, accumulate);
-            let (c, gp) = both(&gpu, fwd, &weights, &arena);
-            assert_bit_exact(&format!("forward {name}"), &c, &gp);
-            let bwd = Op::conv(Kernel::ConvBackwardInput, n_in, 3, n_in + n_out, &g, batch, accumulate);
-            let (c, gp) = both(&gpu, bwd, &weights, &arena);
-            assert_bit_exact(&format!("backward {name}"), &c, &gp);
-        }
-    }
-}
-
-/// The tiled forward convolution over geometries that leave partial tiles (10x10 and 5x5
-/// outputs), several rounds of staged input channels (19 = 8 + 8 + 3) and several channel blocks
-/// (20 = 16 + 4).
-#[test]
-fn tiled_convolution_matches_the_cpu_bit_for_bit() {
-    let gpu = gpu();
-    let batch = 2;
-    for (k, stride, padding) in [(3, 1, Padding::Symmetric), (3, 2, Padding::Same), (3, 2, Padding::Symmetric), (1, 2, Padding::Same), (1, 1, Padding::Symmetric)] {
-        let g = ConvGeometry::new(19, 20, 10, k, stride, padding);
-        let (n_in, n_out) = (batch * g.cin * g.hin * g.win, batch * g.cout * g.hout * g.wout);
-        let weights = dyadic(g.cout * g.cin * k * k + 3, 3);
-        let arena = dyadic(n_in + n_out, 4);
-        for accumulate in [false, true] {
-            let op = Op::conv(Kernel::ConvForwardTiled, 0, 3, n_in, &g, batch, accumulate);
-            let (c, gp) = both(&gpu, op, &weights, &arena);
-            assert_bit_exact(&format!("tiled k{k} s{stride} {padding:?} accumulate {accumulate}"), &c, &gp);
+    for (cin, cout, size) in [(5, 6, 8), (19, 20, 10)] {
+        for (k, stride, padding) in [(3, 1, Padding::Symmetric), (3, 2, Padding::Symmetric), (3, 2, Padding::Same), (1, 2, Padding::Same), (1, 1, Padding::Symmetric)] {
+            let g = ConvGeometry::new(cin, cout, size, k, stride, padding);
+            let (n_in, n_out) = (batch * g.cin * g.hin * g.win, batch * g.cout * g.hout * g.wout);
+            let weights = dyadic(g.cout * g.cin * k * k + 3, 1);
+            let arena = dyadic(n_in + n_out + n_in, 2);
+            for accumulate in [false, true] {
+                for op in [
+                    Op::conv(Kernel::ConvForward, 0, 3, n_in, &g, batch, accumulate),
+                    Op::conv(Kernel::ConvForwardTiled, 0, 3, n_in, &g, batch, accumulate),
+                    Op::conv(Kernel::ConvBackwardInput, n_in, 3, n_in + n_out, &g, batch, accumulate),
+                ] {
+                    let (c, gp) = both(&gpu, op, &weights, &arena);
+                    assert_bit_exact(&format!("{:?} {cin}->{cout} k{k} s{stride} {padding:?} accumulate {accumulate}", op.kernel), &c, &gp);
+                }
+            }
         }
     }
 }
