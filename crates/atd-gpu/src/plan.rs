@@ -201,6 +201,7 @@ impl Op {
         let threads = match kernel {
             Kernel::ConvForward => batch * g.cout.div_ceil(CONV_BLOCK) * g.hout * g.wout,
             Kernel::ConvForwardTiled => {
+                assert!(g.k <= 3 && g.stride <= 2, "the tiled convolution stages patches for k <= 3 and stride <= 2 only");
                 let tiles = g.hout.div_ceil(CONV_TILE) * g.wout.div_ceil(CONV_TILE);
                 batch * g.cout.div_ceil(CONV_TILE_CHANNELS) * tiles * 256
             }
