@@ -268,10 +268,10 @@ pub enum ConvStrategy {
 }
 
 impl ConvStrategy {
-    /// Software adapters (lavapipe, SwiftShader's Vulkan) run a workgroup's invocations on one
-    /// CPU thread, where workgroup memory is ordinary memory and every barrier costs: the tiled
-    /// kernel measured ~2x slower than the direct one on lavapipe (`examples/profile`). GPUs,
-    /// where workgroup memory is on-chip, get the tiled kernel.
+    /// The tiled forward measured ~2x slower than the direct one on lavapipe (the engine bench),
+    /// most likely because software adapters run a workgroup on one CPU thread, where workgroup
+    /// memory is ordinary memory and every barrier costs. GPUs, where workgroup memory is
+    /// on-chip, get the tiled kernel.
     pub fn for_adapter(software: bool) -> Self {
         if software { ConvStrategy::Direct } else { ConvStrategy::Tiled }
     }
