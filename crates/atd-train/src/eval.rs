@@ -4,10 +4,14 @@
 //! averaged, and the classifier's accuracy on the in-distribution images, clean and attacked.
 //! Several attacks can run on the same images; their per-image worst case is reported too.
 
+use std::cell::Cell;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::PathBuf;
+
 use atd_core::data::ImageSet;
 use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
 use crate::model::{argmax_rows, to_vec};
@@ -100,7 +104,7 @@ fn predictions(model: &Model, x: Tensor<4>) -> Vec<usize> {
 }
 
 /// Scores (and, for in-distribution images with labels, correctness) clean and attacked.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct SetScores {
     pub name: String,
     pub clean: Vec<f32>,
@@ -264,10 +268,72 @@ impl Evaluation {
     }
 }
 
-/// The data one evaluation runs on.
+/// The data one evaluation runs on, and where finished evaluations are kept (if anywhere).
 pub struct EvalData<'a> {
     pub in_set: &'a ImageSet,
     pub out_sets: &'a [(String, ImageSet)],
+    pub cache: Option<&'a EvalCache>,
+}
+
+/// Finished evaluations on disk, so that a long run (`atd report`: hours on a CPU) killed
+/// half-way resumes where it stopped. An entry's file name is a hash of everything that
+/// determines its scores: `inputs` (the caller's digest of the weight files and the images), the
+/// model's card, the detector, the attack and its settings, and the set names and sizes.
+pub struct EvalCache {
+    pub dir: PathBuf,
+    pub inputs: u64,
+    /// Evaluations read back in this run, and the seconds they took when they were computed.
+    pub hits: Cell<usize>,
+    pub hit_seconds: Cell<f64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedScores {
+    in_scores: SetScores,
+    out_scores: Vec<SetScores>,
+    seconds: f64,
+}
+
+impl EvalCache {
+    pub fn new(dir: PathBuf, inputs: u64) -> Self {
+        Self { dir, inputs, hits: Cell::new(0), hit_seconds: Cell::new(0.0) }
+    }
+
+    fn entry(&self, model: &Model, detector: Detector, attack: &Attack, data: &EvalData) -> PathBuf {
+        let mut h = DefaultHasher::new();
+        self.inputs.hash(&mut h);
+        serde_json::to_string(&model.card).unwrap_or_default().hash(&mut h);
+        detector.name().hash(&mut h);
+        attack.name().hash(&mut h);
+        format!("{:?}", attack.cfg).hash(&mut h);
+        data.in_set.len().hash(&mut h);
+        for (name, set) in data.out_sets {
+            (name, set.len()).hash(&mut h);
+        }
+        self.dir.join(format!("{:016x}.json", h.finish()))
+    }
+
+    /// The cached scores, if the entry exists and reads back; a damaged entry is recomputed.
+    fn read(&self, path: &std::path::Path) -> Option<CachedScores> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let cached: CachedScores = serde_json::from_str(&text)
+            .map_err(|e| eprintln!("warning: ignoring the damaged cache entry {}: {e}", path.display()))
+            .ok()?;
+        self.hits.set(self.hits.get() + 1);
+        self.hit_seconds.set(self.hit_seconds.get() + cached.seconds);
+        Some(cached)
+    }
+
+    /// Written to a temporary file and renamed, so a kill never leaves a half-written entry.
+    fn write(&self, path: &std::path::Path, cached: &CachedScores) {
+        let tmp = path.with_extension("tmp");
+        let written = std::fs::create_dir_all(&self.dir)
+            .and_then(|_| std::fs::write(&tmp, serde_json::to_string(cached).unwrap_or_default()))
+            .and_then(|_| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            eprintln!("warning: could not cache this evaluation in {}: {e}", self.dir.display());
+        }
+    }
 }
 
 impl EvalData<'_> {
@@ -279,17 +345,28 @@ impl EvalData<'_> {
 /// Evaluate `detector` of `model` (in eval mode) under one attack.
 pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Attack, device: &Device) -> Evaluation {
     let name = attack.name();
+    let cached = data.cache.map(|c| (c, c.entry(model, detector, attack, data)));
+    if let Some(hit) = cached.as_ref().and_then(|(c, path)| c.read(path)) {
+        let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, hit.in_scores, hit.out_scores);
+        result.seconds = hit.seconds;
+        eprintln!("{} under {}: from the cache (computed in {:.0} s), In-and-Out AUROC {:.3}", detector.name(), result.attack, result.seconds, result.auroc(3));
+        return result;
+    }
     let started = std::time::Instant::now();
     let bar = crate::progress::bar(data.images() as u64, &format!("{} under {name}", detector.name()));
     let in_scores = scores_under_attack(model, detector, data.in_set, true, attack, device, &bar);
-    let outs = data
+    let outs: Vec<SetScores> = data
         .out_sets
         .iter()
         .map(|(set_name, set)| SetScores { name: set_name.clone(), ..scores_under_attack(model, detector, set, false, attack, device, &bar) })
         .collect();
     bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Some((cache, path)) = &cached {
+        cache.write(path, &CachedScores { in_scores: in_scores.clone(), out_scores: outs.clone(), seconds });
+    }
     let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs);
-    result.seconds = started.elapsed().as_secs_f64();
+    result.seconds = seconds;
     // A line per evaluation: what a log keeps when stderr is not a terminal (no bar).
     eprintln!("{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}", detector.name(), result.attack, data.images(), result.seconds, result.auroc(3));
     result

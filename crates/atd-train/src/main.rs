@@ -297,7 +297,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 weights.display()
             );
             let (in_set, out_sets) = data.load(1000, 500)?;
-            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets };
+            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
             let cfg = atd_train::PgdConfig { restarts: pgd.restarts, seed: pgd.seed as u64, ..atd_train::PgdConfig::new(pgd.eps, pgd.steps) };
             let source = transfer.load(&device)?;
             let mut attacks: Vec<_> = attack.iter().map(|&kind| atd_train::eval::Attack::new(kind, cfg.clone())).collect();
@@ -322,7 +322,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let model = Model::load(&weights, &device)?.valid();
             let detector = pick_detector(&model, detector)?;
             let (in_set, out_sets) = data.load(200, 100)?;
-            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets };
+            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
             let source = transfer.load(&device)?;
             let opts = atd_train::check::CheckOptions {
                 eps,
@@ -345,7 +345,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { options, data, backend } => {
             let device = backend.device()?;
             let (in_set, out_sets) = data.load(1000, 500)?;
-            atd_train::report::run(&options, &atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets }, &device)
+            atd_train::report::run(&options, &atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None }, &device)
         }
         Command::Toy { out, epochs, seed } => {
             println!("setting\tattacked (closed, open, generated)\tclosed-set margin\topen-set margin");

@@ -4,6 +4,7 @@
 //! comes from this run; the page says which data, models, attacks, N, hardware and time.
 
 use std::fmt::Write as _;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,7 +13,7 @@ use burn::tensor::Device;
 use serde_json::json;
 
 use crate::check::{self, CheckOptions};
-use crate::eval::{Attack, AttackKind, EvalData, Evaluation, SetScores, evaluate, evaluate_all, without_budget};
+use crate::eval::{Attack, AttackKind, EvalCache, EvalData, Evaluation, SetScores, evaluate, evaluate_all, without_budget};
 use crate::figures;
 use crate::pgd::PgdConfig;
 use crate::{Detector, Model};
@@ -48,6 +49,11 @@ pub struct ReportOptions {
     pub sweep_steps: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Finished evaluations are kept here, so that rerunning an interrupted report resumes it.
+    /// Entries are keyed by the weight files, the images and the attack settings; delete the
+    /// folder to recompute everything.
+    #[arg(long, default_value = "runs/report-cache")]
+    pub cache_dir: PathBuf,
 }
 
 /// The paper's CIFAR-10 Table 1 AUROC (Clean, In, Out, In-and-Out), where it has the row.
@@ -60,6 +66,13 @@ fn paper_row(model: &str, detector: Detector) -> Option<[f64; 4]> {
         ("HAT", Detector::Openmax) => [0.821, 0.613, 0.648, 0.415],
         _ => return None,
     })
+}
+
+/// How long the report's evaluations took, counting those resumed from the cache at the time
+/// they originally took.
+struct RunTime {
+    seconds: f64,
+    cached: usize,
 }
 
 struct Row {
@@ -92,9 +105,25 @@ fn auroc_cells(e: &Evaluation) -> String {
     (0..4).map(|k| format!(" {:.3} |", e.auroc(k))).collect()
 }
 
+/// A digest of what the report's numbers depend on besides the attack settings: both weight
+/// files and every image (the key of its evaluation cache).
+fn inputs_digest(opts: &ReportOptions, data: &EvalData) -> anyhow::Result<u64> {
+    let mut h = DefaultHasher::new();
+    for path in [&opts.atd, &opts.standard] {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.hash(&mut h);
+    }
+    for set in std::iter::once(data.in_set).chain(data.out_sets.iter().map(|(_, s)| s)) {
+        set.pixels.hash(&mut h);
+        set.labels.hash(&mut h);
+    }
+    Ok(h.finish())
+}
+
 pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Result<()> {
     figures::init_font()?;
     let started = Instant::now();
+    let cache = EvalCache::new(opts.cache_dir.clone(), inputs_digest(opts, data)?);
+    let data = &EvalData { in_set: data.in_set, out_sets: data.out_sets, cache: Some(&cache) };
     let figures_dir = opts.page.parent().unwrap_or(Path::new(".")).join("figures");
     std::fs::create_dir_all(&figures_dir).with_context(|| format!("creating {}", figures_dir.display()))?;
     let atd = Model::load(&opts.atd, device)?.valid();
@@ -129,7 +158,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     // The checks and the eps sweep (Fig. 1), on a subset.
     let sweep_in = data.in_set.clone().truncated(opts.sweep_limit);
     let sweep_outs: Vec<(String, atd_core::data::ImageSet)> = data.out_sets.iter().map(|(n, s)| (n.clone(), s.clone().truncated(opts.sweep_out_limit))).collect();
-    let sweep_data = EvalData { in_set: &sweep_in, out_sets: &sweep_outs };
+    let sweep_data = EvalData { in_set: &sweep_in, out_sets: &sweep_outs, cache: Some(&cache) };
     let check_opts = CheckOptions {
         eps: opts.eps,
         steps: opts.sweep_steps,
@@ -167,7 +196,8 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     figures::roc_curves(&figures_dir.join("roc.png"), "ROC, all OOD sets pooled", &roc)?;
     figures::auroc_vs_eps(&figures_dir.join("auroc-vs-eps.png"), &format!("In-and-Out AUROC under PGD-{}", opts.sweep_steps), &sweep)?;
 
-    let page = markdown(opts, data, &rows, &transfers, &classification, &atd_runs, &checks, &sweep, started.elapsed().as_secs_f64());
+    let run_time = RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
+    let page = markdown(opts, data, &rows, &transfers, &classification, &atd_runs, &checks, &sweep, &run_time);
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;
     let numbers = json!({
         "table1": rows.iter().map(|r| json!({"model": r.model, "evaluation": r.eval})).collect::<Vec<_>>(),
@@ -178,7 +208,15 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     });
     let json_path = opts.page.with_extension("json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&numbers)?).with_context(|| format!("writing {}", json_path.display()))?;
-    println!("wrote {}, {} and {}/*.png in {:.0} s", opts.page.display(), json_path.display(), figures_dir.display(), started.elapsed().as_secs_f64());
+    println!(
+        "wrote {}, {} and {}/*.png in {:.0} s ({} evaluations read from {})",
+        opts.page.display(),
+        json_path.display(),
+        figures_dir.display(),
+        started.elapsed().as_secs_f64(),
+        run_time.cached,
+        opts.cache_dir.display()
+    );
     Ok(())
 }
 
@@ -192,7 +230,7 @@ fn markdown(
     atd_runs: &[Evaluation],
     checks: &[check::Check],
     sweep: &[(String, Vec<(f64, f64)>)],
-    seconds: f64,
+    run_time: &RunTime,
 ) -> String {
     let eps255 = opts.eps * 255.0;
     let mut s = String::new();
@@ -201,9 +239,13 @@ fn markdown(
     let _ = writeln!(
         s,
         "Written by `atd report` (see the command line below) in {:.0} minutes on {} with Burn's flex CPU backend. \
-         Every number on this page comes from that run.\n",
-        seconds / 60.0,
-        hardware()
+         Every number on this page comes from that run{}.\n",
+        run_time.seconds / 60.0,
+        hardware(),
+        match run_time.cached {
+            0 => String::new(),
+            n => format!(" ({n} of its evaluations were resumed from the cache of an interrupted earlier run of the same command on the same files; their times are those of that run)"),
+        }
     );
     let _ = writeln!(s, "- **Command:** `atd report --steps {} --baseline-steps {} --restarts {} --sweep-limit {} --sweep-out-limit {} --sweep-steps {} --limit {} --out-limit {}`", opts.steps, opts.baseline_steps, opts.restarts, opts.sweep_limit, opts.sweep_out_limit, opts.sweep_steps, data.in_set.len(), data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0));
     let _ = writeln!(s, "- **Models:** ATD {} (its extractor is the HAT model; its MSP/MD/RMD/OpenMax rows are the HAT baselines), standard {}. `atd info <file>` prints each one's recipe and validation numbers.", file_line(&opts.atd), file_line(&opts.standard));

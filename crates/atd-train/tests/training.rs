@@ -277,13 +277,33 @@ fn report_writes_the_tables_and_figures() {
     run(&atd_args(data.to_str().unwrap(), standard.to_str().unwrap(), atd_run.to_str().unwrap(), "3"));
     let page = temp("report").join("results.md");
     std::fs::create_dir_all(page.parent().unwrap()).unwrap();
-    let out = run(&[
-        "report", "--atd", atd_run.join("atd.safetensors").to_str().unwrap(), "--standard", standard.to_str().unwrap(), "--page",
-        page.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin",
-        "--limit", "24", "--out-limit", "24", "--steps", "2", "--baseline-steps", "2", "--sweep-limit", "16", "--sweep-out-limit", "16",
-        "--sweep-steps", "2",
-    ]);
-    assert!(out.contains("wrote"), "{out}");
+    let cache = temp("report-cache");
+    let report = || {
+        run(&[
+            "report", "--atd", atd_run.join("atd.safetensors").to_str().unwrap(), "--standard", standard.to_str().unwrap(), "--page",
+            page.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin",
+            "--limit", "24", "--out-limit", "24", "--steps", "2", "--baseline-steps", "2", "--sweep-limit", "16", "--sweep-out-limit", "16",
+            "--sweep-steps", "2", "--cache-dir", cache.to_str().unwrap(),
+        ])
+    };
+    let out = report();
+    assert!(out.contains("wrote") && out.contains("(0 evaluations read from"), "{out}");
+    let numbers_without_timing = || {
+        fn strip(v: &mut Value) {
+            match v {
+                Value::Object(m) => {
+                    m.remove("seconds");
+                    m.values_mut().for_each(strip);
+                }
+                Value::Array(a) => a.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
+        strip(&mut v);
+        v
+    };
+    let first_numbers = numbers_without_timing();
     let md = std::fs::read_to_string(&page).unwrap();
     for needle in ["## Table 1", "| ATD (atd) | APGD-2", "| HAT (openmax)", "| standard (msp)", "0.943 / 0.837 / 0.862 / 0.693", "## Table 2", "## Table 4", "PASS", "figures/roc.png"] {
         assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
@@ -297,4 +317,15 @@ fn report_writes_the_tables_and_figures() {
     }
     let numbers: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
     assert!(numbers["table1"].as_array().unwrap().len() >= 7, "ATD x3 and the baselines");
+
+    // Rerun (as after an interruption) with one cache entry damaged: that evaluation is
+    // recomputed, every other one is read back, and the numbers are the same.
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    std::fs::write(&entries[0], "{ truncated").unwrap();
+    let out = report();
+    let resumed = format!("({} evaluations read from", entries.len() - 1);
+    assert!(out.contains(&resumed), "expected {resumed:?} in {out}");
+    assert_eq!(numbers_without_timing(), first_numbers);
+    assert!(std::fs::read_to_string(&page).unwrap().contains("resumed from the cache"));
 }
