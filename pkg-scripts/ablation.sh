@@ -24,11 +24,11 @@ mkdir -p "$RUNS/ablation-eval" docs/ablation
 
 # The shipped ATD holds the HAT extractor it was trained on; the variants reuse it.
 hat=web/models/atd.safetensors
-recipe=(--generator frozen --lr 1e-3 --epochs 5 --attack-steps 5 --train-limit 5000 --seed 0 --resume --backend "$BACKEND")
-"$ATD" train atd --extractor "$hat" "${recipe[@]}" --out "$RUNS/ablation-atd"
-"$ATD" train atd --extractor web/models/standard.safetensors "${recipe[@]}" --out "$RUNS/ablation-standard-extractor"
-"$ATD" train atd --extractor "$hat" "${recipe[@]}" --no-attack --out "$RUNS/ablation-no-attack"
-"$ATD" train atd --extractor "$hat" "${recipe[@]}" --attack-generated "$FEATURE_RADIUS" --out "$RUNS/ablation-attack-generated"
+recipe=(--generator frozen --lr 1e-3 --epochs 5 --attack-steps 5 --train-limit 5000 --seed 0 --backend "$BACKEND")
+"$ATD" train atd --extractor "$hat" "${recipe[@]}" --resume --out "$RUNS/ablation-atd"
+"$ATD" train atd --extractor web/models/standard.safetensors "${recipe[@]}" --resume --out "$RUNS/ablation-standard-extractor"
+"$ATD" train atd --extractor "$hat" "${recipe[@]}" --resume --no-attack --out "$RUNS/ablation-no-attack"
+"$ATD" train atd --extractor "$hat" "${recipe[@]}" --resume --attack-generated "$FEATURE_RADIUS" --out "$RUNS/ablation-attack-generated"
 
 variants=(
   "shipped|$hat|ATD as shipped (trained by an earlier revision with this recipe)"
@@ -37,12 +37,23 @@ variants=(
   "no-attack|$RUNS/ablation-no-attack/atd.safetensors|no adversarial training (OpenGAN-fea)"
   "attack-generated|$RUNS/ablation-attack-generated/atd.safetensors|generated features attacked too (feature-space PGD, radius $FEATURE_RADIUS)"
 )
+# The same model exported twice gets its safetensors header keys in another order: hash the
+# header canonically, with the tensor bytes.
+weights_digest() {
+  python3 - "$1" <<'EOF'
+import hashlib, json, struct, sys
+data = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", data[:8])[0]
+header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True).encode()
+print(hashlib.sha256(header + data[8 + n:]).hexdigest()[:16])
+EOF
+}
 page=docs/ablation.md
 {
   echo "# Ablation of ATD (paper Table 3), at this project's scale"
   echo
   echo "Written by \`pkg-scripts/ablation.sh\` ($(date -u +%Y-%m-%d), $(nproc) CPU cores, backend $BACKEND)."
-  echo "Every variant: \`atd train atd\` with ${recipe[*]/--resume/} on the data pack;"
+  echo "Every variant: \`atd train atd\` with ${recipe[*]} on the data pack;"
   echo "evaluated with \`atd eval <weights> --limit $LIMIT --out-limit $OUT_LIMIT --steps $STEPS\`"
   echo "(end-to-end PGD-$STEPS at eps 8/255 on the ATD score; the first $LIMIT CIFAR-10 test images and"
   echo "the first $OUT_LIMIT of each OOD set). Mean AUROC over the six OOD sets:"
@@ -50,10 +61,20 @@ page=docs/ablation.md
   echo "| variant | Clean | In | Out | In-and-Out | validation AUROC (Food-101) |"
   echo "|---|---|---|---|---|---|"
 } >"$page.rows"
-details=""
+# The feature-space radius beside what the image attack does to real features.
+shift=$(cargo run -q --release -p atd-train --example feature_shift -- "$hat")
+fence='```'
+details="
+The generated features are attacked with radius $FEATURE_RADIUS (FEATURE_RADIUS). For scale,
+\`cargo run --release -p atd-train --example feature_shift -- $hat\`:
+
+$fence
+$shift
+$fence
+"
 for v in "${variants[@]}"; do
   IFS='|' read -r name weights what <<<"$v"
-  cached=$RUNS/ablation-eval/$(sha256sum "$weights" | cut -c1-16)-$LIMIT-$OUT_LIMIT-$STEPS
+  cached=$RUNS/ablation-eval/$(weights_digest "$weights")-$LIMIT-$OUT_LIMIT-$STEPS
   if [ ! -s "$cached.md" ]; then
     "$ATD" eval "$weights" --limit "$LIMIT" --out-limit "$OUT_LIMIT" --steps "$STEPS" --backend "$BACKEND" --json "$cached.json" >"$cached.part"
     mv "$cached.part" "$cached.md"

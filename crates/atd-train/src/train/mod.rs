@@ -98,13 +98,14 @@ pub fn train_and_export(task: &mut impl Training, opts: &RunOptions, recipe: &Va
     }
     let out = opts.out.join(file_name);
     let model = task.export(&best_weights_path(&opts.out), &out)?;
+    // A resumed run that was already complete trains nothing: no throughput to report.
+    let throughput = if summary.images_per_second > 0.0 { format!("; {:.0} images/s over this run", summary.images_per_second) } else { String::new() };
     eprintln!(
-        "wrote {} (best epoch {}, selection score {:.4}); thresholds {:?}; {:.0} images/s over this run",
+        "wrote {} (best epoch {}, selection score {:.4}); thresholds {:?}{throughput}",
         out.display(),
         summary.best_metrics["epoch"],
         summary.best_score,
         model.card.thresholds,
-        summary.images_per_second
     );
     Ok(())
 }
