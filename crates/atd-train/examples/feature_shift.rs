@@ -9,11 +9,11 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::rng::Rng;
-use atd_train::{Detector, Model, PgdConfig, dataset, pgd};
-use burn::tensor::{Device, Tensor};
+use atd_train::train::atd::AtdTraining;
+use atd_train::{Model, PgdConfig, dataset};
+use burn::tensor::Device;
 
 fn median_and_p90(mut v: Vec<f32>) -> (f32, f32) {
     v.sort_by(f32::total_cmp);
@@ -46,11 +46,7 @@ fn main() -> anyhow::Result<()> {
     println!("PGD-{steps} at 8/255 on the ATD logit, {n} images each");
     for (name, file, push_down) in [("CIFAR-10", "cifar10-train.zip", true), ("Food-101", "food101-32.bin", false)] {
         let x = dataset::images(&dataset::load_set(&data, file)?, &idx, None, &device);
-        let objective = |x: Tensor<4>| {
-            let z = model.score_logit(Detector::Atd, x);
-            if push_down { z.neg() } else { z }
-        };
-        let adversarial = pgd(&objective, &x, &cfg, |_, _| {}).adversarial;
+        let adversarial = AtdTraining::attack(&model, &x, push_down, &cfg);
         let (clean, attacked) = (to_vec(model.features(x)), to_vec(model.features(adversarial)));
         describe(name, &clean, f);
         let shift: Vec<f32> = clean.iter().zip(&attacked).map(|(a, b)| b - a).collect();
@@ -58,8 +54,10 @@ fn main() -> anyhow::Result<()> {
         let (l2, _) = median_and_p90(shift.chunks(f).map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt()).collect());
         println!("{name:>10} shift:    L-inf median {linf:.4} (90th percentile {linf90:.4}), L2 median {l2:.4}");
     }
-    let generator = training.net.generator.as_ref().context("the weights file has no generator")?;
-    let dim = training.card.generator.as_ref().map_or(100, |g| g.noise_dim);
+    let (Some(generator), Some(spec)) = (&training.net.generator, &training.card.generator) else {
+        anyhow::bail!("{} has no generator", args[1]);
+    };
+    let dim = spec.noise_dim;
     let mut rng = Rng::new(1);
     let noise = tensor_from((0..n * dim).map(|_| rng.normal()).collect(), [n, dim], &device.autodiff());
     describe("generated", &to_vec(generator.forward(noise)), f);

@@ -158,8 +158,9 @@ impl AtdTraining {
         tensor_from((0..n * dim).map(|_| rng.normal()).collect(), [n, dim], &self.device.clone().autodiff())
     }
 
-    /// PGD on the ATD score of `x`: down for in-distribution images, up for outliers.
-    fn attack(model: &Model, x: &Tensor<4>, push_down: bool, cfg: &PgdConfig) -> Tensor<4> {
+    /// PGD on the ATD score of `x`: down for in-distribution images, up for outliers (the
+    /// training attack).
+    pub fn attack(model: &Model, x: &Tensor<4>, push_down: bool, cfg: &PgdConfig) -> Tensor<4> {
         let objective = |x: Tensor<4>| {
             let z = model.score_logit(Detector::Atd, x);
             if push_down { z.neg() } else { z }
