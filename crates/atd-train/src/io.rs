@@ -11,12 +11,15 @@ use crate::model::Model;
 
 impl Model {
     /// Serialise to a weights file (safetensors + model card), checked against the contract.
+    /// The bytes are canonical (tensors by name, the card as the only metadata key), so the same
+    /// weights and card always give the same file: Burn's own export orders its header keys
+    /// differently on every call.
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
         let mut store = SafetensorsStore::from_bytes(None).metadata(CARD_METADATA_KEY, self.card.to_json());
         self.net.valid().save_into(&mut store).map_err(|e| anyhow::anyhow!("exporting tensors: {e}"))?;
         let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
-        Weights::from_bytes(&bytes).context("the exported file breaks the weights contract (a bug in atd-train)")?;
-        Ok(bytes)
+        let weights = Weights::from_bytes(&bytes).context("the exported file breaks the weights contract (a bug in atd-train)")?;
+        Ok(atd_core::weights::write_weights(&weights.card, &weights.tensors))
     }
 
     pub fn save(&self, path: &std::path::Path) -> anyhow::Result<()> {
