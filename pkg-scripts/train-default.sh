@@ -1,35 +1,48 @@
 #!/usr/bin/env bash
-# Train the shipped default models on the data pack with the project's own commands, on this
-# machine's CPU (Burn flex backend), and copy them to web/models/. Every stage checkpoints each
-# epoch: rerun this script after an interruption and it resumes where it stopped.
-#   ATD_DATA   data pack folder (default ../shared/data)
-#   RUNS       run folders (default runs/)
-#   BACKEND    cpu or wgpu (default cpu)
+# Train the default models on the data pack with the project's own commands, on this machine's
+# CPU (Burn flex backend). Every stage writes its run folder under checkpoints/ (committed to
+# git: the resumable checkpoint of the last finished epoch, the best epoch's weights, the
+# JSON-lines log) and resumes from it, so anyone on any machine can add CPU time to the same
+# models: rerun the script, commit checkpoints/, repeat. A finished stage is skipped in seconds.
+#   ATD_DATA      data pack folder (default ../shared/data)
+#   CHECKPOINTS   run folders (default checkpoints/)
+#   BACKEND       cpu or wgpu (default cpu; wgpu needs `cargo build --release --features wgpu`)
+#   STOP_AFTER    stop every stage cleanly after this many epochs of this invocation (resumable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-runs}
+RUNS=${CHECKPOINTS:-checkpoints}
 BACKEND=${BACKEND:-cpu}
 ATD=${ATD:-target/release/atd}
 [ -x "$ATD" ] || cargo build --release -p atd-train
-mkdir -p "$RUNS" web/models
+mkdir -p "$RUNS"
+RUN=(--resume --backend "$BACKEND")
+[ -n "${STOP_AFTER:-}" ] && RUN+=(--stop-after "$STOP_AFTER")
 
-# CPU budget (2 cores): the shipped models are what one session of this machine could train;
-# every stage resumes, so raise the epochs (environment below) and rerun to continue them.
-# On a GPU: BACKEND=wgpu, more epochs, and drop the --train-limit subsets.
-STANDARD_EPOCHS=${STANDARD_EPOCHS:-4}
-HAT_EPOCHS=${HAT_EPOCHS:-2}
-ATD_EPOCHS=${ATD_EPOCHS:-5}
-# 1. The non-robust baseline: standard training (also HAT's helper model).
-"$ATD" train extractor --method standard --arch small --epochs "$STANDARD_EPOCHS" --lr 0.1 \
-  --out "$RUNS/standard" --resume --backend "$BACKEND"
-# 2. The robust extractor: HAT with a 3-step PGD training attack, helper labels from 1.
-"$ATD" train extractor --method hat --arch small --epochs "$HAT_EPOCHS" --lr 0.1 --attack-steps 3 --train-limit 20000 \
-  --helper "$RUNS/standard/extractor.safetensors" --out "$RUNS/hat" --resume --backend "$BACKEND"
-# 3. ATD on the HAT features, with the reference's frozen generator and with a trained one.
-#    lr 1e-3 instead of the reference's 1e-4: 40 steps per epoch on 5k images, not 350 on 45k.
-for mode in frozen trained; do
-  "$ATD" train atd --extractor "$RUNS/hat/extractor.safetensors" --generator "$mode" --lr 1e-3 \
-    --epochs "$ATD_EPOCHS" --attack-steps 5 --train-limit 5000 --out "$RUNS/atd-$mode" --resume --backend "$BACKEND"
-done
-cp "$RUNS/standard/extractor.safetensors" web/models/standard.safetensors
-echo "trained: $RUNS/{standard,hat,atd-frozen,atd-trained}; pick the ATD model to ship into web/models/atd.safetensors"
+# A stage is done when its exported weights exist; an interrupted one resumes its checkpoint.
+stage() {
+  local out=$1 file=$2
+  shift 2
+  if [ -f "$RUNS/$out/$file" ]; then
+    echo "$RUNS/$out/$file exists: stage done"
+    return
+  fi
+  "$ATD" train "$@" --out "$RUNS/$out" "${RUN[@]}"
+  # Without STOP_AFTER a stage either finishes or fails; with it, stop here for the next run.
+  [ -f "$RUNS/$out/$file" ] || { echo "$RUNS/$out stopped before its last epoch: rerun to continue"; exit 0; }
+}
+
+# 1. The robust extractor: Madry AT with one random-start FGSM step (Wong et al. 2020, step
+#    1.25 eps) on all 45k training images; PGD-10 on 500 validation images after every epoch,
+#    keeping the most robust epoch (the guard against catastrophic overfitting).
+stage robust extractor.safetensors extractor --method at --attack fgsm --arch small --epochs 30 --lr 0.2
+
+# 2. ATD on its features, the reference's frozen generator, two-step PGD training attacks on
+#    every training image, with the extended outliers (Food-101 plus procedural and recoloured
+#    images) and selected on held-out Food-101 plus procedural families it never trained on.
+stage atd atd.safetensors atd --extractor "$RUNS/robust/extractor.safetensors" --generator frozen \
+  --lr 2e-4 --epochs 10 --attack-steps 2 --synthetic-outliers 9000 --val-synthetic 600
+
+# 3. The non-robust baseline of the page: standard training to convergence.
+stage standard extractor.safetensors extractor --method standard --arch small --epochs 30 --lr 0.1
+
+echo "trained: $RUNS/{robust,atd,standard}; compare with atd report before copying into web/models/"

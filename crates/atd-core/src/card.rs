@@ -86,6 +86,11 @@ impl ExtractorSpec {
         }
     }
 
+    /// The small preset at twice the width (widths 32-64-128-256): about 4x its arithmetic.
+    pub fn wide() -> Self {
+        Self { widths: vec![32, 64, 128, 256], ..Self::small() }
+    }
+
     /// A minimal member for fast tests.
     pub fn tiny() -> Self {
         Self { widths: vec![4, 8], blocks: vec![1, 1], ..Self::small() }

@@ -44,6 +44,12 @@ impl ImageSet {
         &self.pixels[i * IMAGE_VALUES..(i + 1) * IMAGE_VALUES]
     }
 
+    /// Add `other`'s images after these (labels kept as they are; class names from `self`).
+    pub fn append(&mut self, other: ImageSet) {
+        self.pixels.extend(other.pixels);
+        self.labels.extend(other.labels);
+    }
+
     /// The first `n` images (or all of them).
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());

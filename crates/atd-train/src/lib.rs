@@ -2,6 +2,7 @@
 //! contract with `atd-core`. The `atd` binary drives it.
 
 pub mod batches;
+pub mod bench;
 pub mod check;
 pub mod dataset;
 pub mod detectors;
@@ -14,6 +15,7 @@ pub mod pgd;
 pub mod progress;
 pub mod report;
 pub mod rng;
+pub mod synthetic;
 pub mod toy;
 pub mod train;
 

@@ -126,6 +126,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Training and PGD throughput of an architecture on random images (images/s, one line each).
+    Bench {
+        #[arg(long, value_enum, default_value = "small")]
+        arch: atd_train::train::extractor::Arch,
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Timed steps of each kind (after one warm-up step).
+        #[arg(long, default_value_t = 10)]
+        iterations: usize,
+        #[arg(long, value_enum, default_value = "cpu")]
+        backend: Backend,
+    },
     /// Train a model (progress bar, per-epoch checkpoint, `--resume`, JSON-lines log).
     Train {
         #[command(subcommand)]
@@ -371,6 +383,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("decision maps: {}/toy-*.png (blue = in, orange = out)", out.display());
             Ok(())
         }
+        Command::Bench { arch, batch, iterations, backend } => {
+            let t = atd_train::bench::measure(arch.spec(), batch, iterations, &backend.device()?)?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            println!("train step: {:.1} images/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)", t.train_images_per_second);
+            println!("pgd step:   {:.1} image-steps/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)", t.pgd_image_steps_per_second);
+            Ok(())
+        }
         Command::Train { what: TrainCommand::Extractor { recipe, run } } => {
             let device = run.backend.device()?;
             let opts = run.options(recipe.epochs);
@@ -550,7 +569,13 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, o
             let model = burn_model.as_ref().unwrap();
             let sign = direction.sign();
             let objective = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x) * sign;
-            let cfg = atd_train::PgdConfig { restarts: pgd.restarts, seed: pgd.seed as u64, ..atd_train::PgdConfig::new(pgd.eps, pgd.steps) };
+            // The best point of the attack, as the WGSL engine returns it.
+            let cfg = atd_train::PgdConfig {
+                restarts: pgd.restarts,
+                seed: pgd.seed as u64,
+                best_of_steps: true,
+                ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
+            };
             let x = batches::inputs_tensor(&[clean.clone()], &Device::flex());
             to_vec(atd_train::pgd(&objective, &x, &cfg, |_, _| bar.inc(1)).adversarial)
         }
@@ -578,7 +603,7 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, o
         (None, _) => "Burn (flex CPU)".to_string(),
     };
     println!("detector:   {name} (threshold {})", threshold.map(|t| format!("{t:.4}")).unwrap_or("none".into()));
-    println!("attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), {engine_name}, {:.1} ms/step", pgd.steps, pgd.eps, pgd.restarts,
+    println!("attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), best point kept, {engine_name}, {:.1} ms/step", pgd.steps, pgd.eps, pgd.restarts,
         1000.0 * seconds / ((pgd.steps + 1) * pgd.restarts) as f64);
     println!("score:      {clean_score:.4}{} -> {adv_score:.4}{}", verdict(clean_score), verdict(adv_score));
     println!("L-inf:      {linf}/255 (eps {:.2}/255)", pgd.eps * 255.0);

@@ -90,3 +90,18 @@ fn attack_writes_an_adversarial_png_inside_the_eps_ball_on_every_engine() {
         assert!(linf <= 4 && linf > 0, "{engine}: L-inf {linf}/255 for eps 4/255");
     }
 }
+
+#[test]
+fn bench_prints_one_throughput_line_per_step_kind() {
+    let (ok, out, err) = atd(&["bench", "--arch", "tiny", "--batch", "4", "--iterations", "2"]);
+    assert!(ok, "{err}");
+    let rates: Vec<f64> = out
+        .lines()
+        .map(|l| l.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(rates.len(), 2, "{out}");
+    assert!(out.starts_with("train step:") && out.contains("pgd step:"), "{out}");
+    assert!(rates.iter().all(|r| r.is_finite() && *r > 0.0), "{out}");
+    let (ok, _, err) = atd(&["bench", "--arch", "tiny", "--batch", "0"]);
+    assert!(!ok && err.contains("--batch"), "{err}");
+}

@@ -186,6 +186,33 @@ fn atd_training_lowers_the_loss_resumes_and_exports_all_detectors() {
 }
 
 #[test]
+fn extended_outliers_change_training_and_select_on_unseen_families() {
+    let data = fixture_dir();
+    let extractor = standard_extractor().join("extractor.safetensors");
+    let (data, extractor) = (data.to_str().unwrap(), extractor.to_str().unwrap());
+    let (paper, extended) = (temp("atd-paper-recipe"), temp("atd-extended"));
+    run(&atd_args(data, extractor, paper.to_str().unwrap(), "2"));
+    let mut args = atd_args(data, extractor, extended.to_str().unwrap(), "2");
+    args.extend(["--synthetic-outliers", "64", "--val-synthetic", "30"]);
+    run(&args);
+    // The paper's recipe keeps its log and its selection on the held-out outliers alone.
+    for line in log_without_timing(&paper) {
+        assert!(line.get("val_auroc_star-field").is_none(), "{line}");
+        assert_eq!(line["val_selection_auroc"], line["val_auroc"]);
+    }
+    // The extended one scores each validation family and selects on the mean with the outliers.
+    for line in log_without_timing(&extended) {
+        let families = ["star-field", "cells", "fractal-texture"].map(|f| line[format!("val_auroc_{f}")].as_f64().unwrap());
+        let mean = (line["val_auroc"].as_f64().unwrap() + families.iter().sum::<f64>()) / 4.0;
+        assert!((line["val_selection_auroc"].as_f64().unwrap() - mean).abs() < 1e-12, "{line}");
+    }
+    let (a, b) = (tensors(&paper.join("atd.safetensors")), tensors(&extended.join("atd.safetensors")));
+    assert_ne!(a["discriminator.output.weight"], b["discriminator.output.weight"], "the extra outliers changed nothing");
+    let card = run(&["info", "--json", extended.join("atd.safetensors").to_str().unwrap()]);
+    assert!(card.contains("\"synthetic_outliers\": 64") || card.contains("\"synthetic_outliers\":64"), "{card}");
+}
+
+#[test]
 fn frozen_generator_keeps_its_initial_weights() {
     let data = fixture_dir();
     let extractor = standard_extractor().join("extractor.safetensors");

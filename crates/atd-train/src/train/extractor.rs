@@ -53,6 +53,8 @@ impl Method {
 pub enum Arch {
     /// PreAct ResNet, widths 16-32-64-128, one block per stage, ReLU: trains on a CPU.
     Small,
+    /// The small preset at twice the width (32-64-128-256, 256-d features): ~4x the arithmetic.
+    Wide,
     /// The paper's DeepMind PreActResNet-18 with Swish (needs a GPU to train).
     Preact18Swish,
     /// Two stages of widths 4-8: for tests only.
@@ -63,6 +65,7 @@ impl Arch {
     pub fn spec(self) -> ExtractorSpec {
         match self {
             Arch::Small => ExtractorSpec::small(),
+            Arch::Wide => ExtractorSpec::wide(),
             Arch::Preact18Swish => ExtractorSpec::preact_resnet18_swish(),
             Arch::Tiny => ExtractorSpec::tiny(),
         }
