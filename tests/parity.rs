@@ -56,7 +56,7 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize
     .unwrap();
     assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
     let down = |x: Tensor<4>| model.score_logit(d, x).neg();
-    let cfg = PgdConfig { seed: 5, ..PgdConfig::new(eps, steps) };
+    let cfg = PgdConfig { seed: 5, best_of_steps: true, ..PgdConfig::new(eps, steps) };
     let burn_adv = to_vec(pgd(&down, &burn_input(&x), &cfg, |_, _| {}).adversarial);
     let burn_final = to_vec(model.score(d, burn_input(&burn_adv)));
     for i in 0..BATCH {
@@ -137,4 +137,42 @@ fn engine_rejects_bad_input_clearly() {
     assert!(!err.is_empty());
     let bad = AttackOptions { restarts: 0, ..AttackOptions::new(0.1, 3, Direction::In) };
     assert!(pollster::block_on(engine.attack(&images(1, 1), &bad, |_, _| true)).is_err());
+}
+
+#[test]
+fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
+    let bytes = random_weights(card(ExtractorSpec::small()), 6);
+    let mut engine = Engine::cpu(&bytes, Head::Atd, BATCH).unwrap();
+    let x = images(BATCH, 13);
+    // Steps as large as eps make PGD overshoot, so the last iterate is often not the best.
+    let eps = 8.0 / 255.0;
+    let options = AttackOptions { seed: 3, restarts: 2, step_size: Some(eps), ..AttackOptions::new(eps, 8, Direction::Out) };
+    let result = pollster::block_on(engine.attack(&x, &options, |_, _| true)).unwrap();
+    let mut last_was_not_best = false;
+    for i in 0..BATCH {
+        let visited: Vec<f32> = result.history.iter().map(|scores| scores[i]).collect();
+        let best = visited.iter().copied().fold(f32::INFINITY, f32::min);
+        assert_eq!(result.scores[i], best, "image {i}: returned score {} but the attack visited {best}", result.scores[i]);
+        last_was_not_best |= visited[visited.len() - 1] > best || visited[options.steps] > best;
+    }
+    assert!(last_was_not_best, "no restart ended above its best point: the check above proves nothing");
+    // The returned images score what the attack reports.
+    let rescored = pollster::block_on(engine.score(&result.adversarial)).unwrap();
+    for i in 0..BATCH {
+        assert!((rescored[i] - result.scores[i]).abs() <= 1e-5, "image {i}: {} vs {}", rescored[i], result.scores[i]);
+    }
+
+    // A stop request takes effect at the next report: every step when asked.
+    let options = AttackOptions { seed: 3, report_every: 1, ..AttackOptions::new(eps, 50, Direction::Out) };
+    let mut calls = 0;
+    let stopped = pollster::block_on(engine.attack(&x, &options, |t, _| {
+        calls += 1;
+        t < 4
+    }))
+    .unwrap();
+    // Records for t = 0..=4, then the final forward at the point reached.
+    assert_eq!(calls, 6, "the attack ran on after the stop");
+    assert_eq!(stopped.history.len(), 6);
+    let bad = AttackOptions { report_every: 0, ..options };
+    assert!(pollster::block_on(engine.attack(&x, &bad, |_, _| true)).is_err());
 }

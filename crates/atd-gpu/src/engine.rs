@@ -1,7 +1,8 @@
 //! The engine: a detector (ATD or MSP) from a weights file, on the GPU or on the CPU
 //! reference, with `score`, `input_gradient` and the whole PGD attack. The attack loop runs on
 //! the device: random start, forward, backward to the input, signed step and projection, with
-//! only the per-step objective records read back (every `HISTORY_STEPS` steps).
+//! only the per-step objective records read back (every `report_every` steps, at most
+//! `HISTORY_STEPS`). The attack returns the best point it visited, not its last one.
 
 use atd_core::IMAGE_VALUES;
 use atd_core::weights::Weights;
@@ -52,11 +53,14 @@ pub struct AttackOptions {
     pub restarts: usize,
     pub seed: u32,
     pub random_start: bool,
+    /// Steps between read-backs of the scores (1..=HISTORY_STEPS): the caller sees progress,
+    /// and can stop the attack, this often. Fewer read-backs are faster on a real GPU.
+    pub report_every: usize,
 }
 
 impl AttackOptions {
     pub fn new(eps: f32, steps: usize, direction: Direction) -> Self {
-        Self { eps, steps, step_size: None, direction, restarts: 1, seed: 0, random_start: true }
+        Self { eps, steps, step_size: None, direction, restarts: 1, seed: 0, random_start: true, report_every: HISTORY_STEPS }
     }
 
     pub fn step_size(&self) -> f32 {
@@ -71,6 +75,9 @@ impl AttackOptions {
         if self.restarts == 0 {
             return bad("at least one restart");
         }
+        if !(1..=HISTORY_STEPS).contains(&self.report_every) {
+            return bad(&format!("report_every must be in 1..={HISTORY_STEPS}"));
+        }
         if !self.step_size().is_finite() || self.step_size() < 0.0 {
             return bad("the step size must be a non-negative number");
         }
@@ -78,8 +85,9 @@ impl AttackOptions {
     }
 }
 
-/// Result of an attack: the best images over restarts, their scores, and the score of every
-/// sample after every step (`history[restart * (steps + 1) + t]`, t = 0 is the start).
+/// Result of an attack: per sample the best point over every step of every restart (the
+/// highest objective in the attack's direction), its score, and the score of every sample after
+/// every step (`history[restart * (steps + 1) + t]`, t = 0 is the start).
 #[derive(Clone, Debug)]
 pub struct AttackResult {
     pub adversarial: Vec<f32>,
@@ -203,7 +211,7 @@ impl Engine {
 
     /// L-infinity PGD on the detector score, entirely on the device. `on_records(t, scores)`
     /// is called with the scores of every sample at each step t as they come back; returning
-    /// false stops the attack early (the images reached so far are kept and scored).
+    /// false stops the attack early (the best images reached so far are kept and scored).
     pub async fn attack(&mut self, images: &[f32], options: &AttackOptions, mut on_records: impl FnMut(usize, &[f32]) -> bool) -> Result<AttackResult, EngineError> {
         self.check_input(images)?;
         options.check()?;
@@ -225,7 +233,7 @@ impl Engine {
             let start_eps = if options.random_start { eps } else { 0.0 };
             table.push(Op::pgd_init(p.clean, p.input, n, options.seed.wrapping_add(r as u32), start_eps));
         }
-        let keep_first = table.len();
+        let (keep_first, keep_better) = (table.len(), table.len() + 1);
         table.push(Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, true, sign));
         table.push(Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, false, sign));
         let history_at = p.history;
@@ -243,13 +251,13 @@ impl Engine {
                 schedule.extend(&forward);
                 schedule.push(record0 + pending);
                 pending += 1;
-                if last {
-                    schedule.push(if r == 0 { keep_first } else { keep_first + 1 });
-                } else {
+                // Every point visited competes for the result, not only the last one.
+                schedule.push(if r == 0 && t == 0 { keep_first } else { keep_better });
+                if !last {
                     schedule.extend(&backward);
                     schedule.push(step);
                 }
-                if pending == HISTORY_STEPS || last {
+                if pending == options.report_every || last {
                     let reads = [(history_at, pending * batch)];
                     let records = self.execute(&table, &schedule, &writes, &reads).await?.remove(0);
                     writes.clear();

@@ -1,6 +1,6 @@
 //! L-infinity attacks, generic over the objective: PGD (signed steps, projection onto the
 //! eps-ball around the clean input and onto [0,1], uniform random start, restarts keep the
-//! per-sample best final iterate), APGD (Croce and Hein 2020: momentum, step-size halving at
+//! per-sample best final iterate, or optionally the best point of any step), APGD (Croce and Hein 2020: momentum, step-size halving at
 //! checkpoints, best-point tracking), FGSM and random sign noise. Models are in eval mode.
 
 use burn::tensor::{Bool, Tensor};
@@ -17,12 +17,15 @@ pub struct PgdConfig {
     pub seed: u64,
     /// The box the inputs live in: [0, 1] for images; unbounded for features.
     pub bounds: (f32, f32),
+    /// Return each sample's best point over every step (as the WGSL engine and the page do),
+    /// not the last iterate of each restart (the paper's PGD, what evaluations use).
+    pub best_of_steps: bool,
 }
 
 impl PgdConfig {
     /// The paper's setting: step size 2.5 * eps / steps, one random start.
     pub fn new(eps: f32, steps: usize) -> Self {
-        Self { eps, steps, step_size: 2.5 * eps / steps.max(1) as f32, restarts: 1, random_start: true, seed: 0, bounds: (0.0, 1.0) }
+        Self { eps, steps, step_size: 2.5 * eps / steps.max(1) as f32, restarts: 1, random_start: true, seed: 0, bounds: (0.0, 1.0), best_of_steps: false }
     }
 }
 
@@ -90,7 +93,11 @@ pub fn pgd(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig, mut on_st
     for restart in 0..cfg.restarts.max(1) {
         let mut x_adv = if cfg.random_start && cfg.eps > 0.0 { random_start(&x, cfg, restart_seed(cfg, restart)) } else { x.clone() };
         for step in 0..cfg.steps {
-            let g = input_gradient(objective, &x_adv);
+            let (value, g) = value_and_gradient(objective, &x_adv);
+            if cfg.best_of_steps {
+                let value = tensor_from(value, [x_adv.dims()[0]], &x_adv.device());
+                best = Some(keep_better(best, x_adv.clone(), value));
+            }
             x_adv = project(x_adv + g.sign() * cfg.step_size, &x, cfg);
             on_step(restart, step);
         }
