@@ -13,7 +13,7 @@ const worker = new Worker('worker.js', { type: 'module' });
 let infos = {};
 let current = null; // { id, chw, results }
 let nextId = 1;
-let attack = null; // { id, series: {key: [scores]}, eps }
+let attack = null; // { id, steps, epsLevels, seed, direction, series: {key: [scores]}, running }
 
 function showError(message) {
   const box = $('#error');
@@ -21,10 +21,19 @@ function showError(message) {
   box.hidden = !message;
 }
 
-function setStatus(text, state) {
+function setStatus(text, state, details = null) {
   const status = $('#status');
   status.textContent = text;
   status.dataset.state = state;
+  if (details) {
+    const more = document.createElement('details');
+    const summary = document.createElement('summary');
+    summary.textContent = 'Details';
+    const body = document.createElement('code');
+    body.textContent = details;
+    more.append(summary, body);
+    status.append(' ', more);
+  }
 }
 
 function drawPixels(canvas, rgba) {
@@ -35,7 +44,8 @@ function drawPixels(canvas, rgba) {
 function formatVerdict(info, r) {
   const verdict = r.in_distribution === null || r.in_distribution === undefined ? ''
     : r.in_distribution ? ' <span class="verdict-in">in-distribution</span>' : ' <span class="verdict-out">OUT-of-distribution</span>';
-  const cls = r.class ? ` · looks like a <b>${r.class}</b>` : '';
+  const article = r.class && /^[aeiou]/i.test(r.class) ? 'an' : 'a';
+  const cls = r.class ? ` · looks like ${article} <b>${r.class}</b>` : '';
   return `score ${r.score.toFixed(4)}${verdict}${cls}`;
 }
 
@@ -60,13 +70,49 @@ function showScores(results) {
   $('#direction').value = results.atd.in_distribution === false ? 'in' : 'out';
 }
 
+// Forget the image on screen (after a failed upload nothing may silently stay attackable).
+function clearImage() {
+  current = null;
+  $('#run').disabled = true;
+  $('#input').getContext('2d').clearRect(0, 0, 32, 32);
+  for (const m of MODELS) {
+    const card = $(`#card-${m.key}`);
+    card.querySelector('.fill').style.width = '0';
+    const p = card.querySelector('.score');
+    p.textContent = '–';
+    delete p.dataset.score;
+  }
+}
+
+// A new image ends the running attack (the worker stops it); its cards say so.
+function cancelAttack(reason) {
+  if (!attack || !attack.running) return;
+  for (const m of MODELS) {
+    if (attack.done[m.key]) continue;
+    const summary = $(`#result-${m.key} .summary`);
+    summary.textContent = reason;
+    summary.dataset.state = 'cancelled';
+  }
+  attack.running = false;
+  $('#stop').disabled = true;
+  $('#attack-panel').dataset.state = 'cancelled';
+}
+
 function sendImage(bytes) {
-  if (!bytes || bytes.byteLength === 0) return showError('That file is empty.');
-  if (bytes.byteLength > MAX_FILE_BYTES) return showError(`That file is ${(bytes.byteLength / 2 ** 20).toFixed(0)} MiB; the limit is 64 MiB.`);
+  if (!bytes || bytes.byteLength === 0) return failImage('That file is empty.');
+  if (bytes.byteLength > MAX_FILE_BYTES) return failImage(`That file is ${(bytes.byteLength / 2 ** 20).toFixed(0)} MiB; the limit is 64 MiB.`);
   showError('');
+  cancelAttack('cancelled: a new image was chosen');
   const id = nextId++;
   current = { id, pending: true };
+  $('#run').disabled = true;
   worker.postMessage({ type: 'image', id, bytes }, [bytes]);
+}
+
+function failImage(message) {
+  cancelAttack('cancelled: a new image was chosen');
+  clearImage();
+  showError(`${message} No image is loaded now.`);
 }
 
 async function sendFile(file) {
@@ -74,15 +120,30 @@ async function sendFile(file) {
   try {
     sendImage(await file.arrayBuffer());
   } catch (err) {
-    showError(`Could not read ${file.name}: ${err.message || err}`);
+    failImage(`Could not read ${file.name}: ${err.message || err}.`);
   }
 }
 
 // ---- the chart -------------------------------------------------------------------------
+// The best score so far at each step: the point the attack keeps (lowest when pushing out).
+function bestSoFar(series, direction) {
+  const better = direction === 'out' ? Math.min : Math.max;
+  const best = [];
+  series.forEach((s, t) => best.push(t === 0 ? s : better(best[t - 1], s)));
+  return best;
+}
+
 function drawChart() {
   const canvas = $('#chart');
+  // Draw at the size the chart is shown, so its text stays legible on narrow screens.
+  const ratio = window.devicePixelRatio || 1;
+  const w = Math.max(280, Math.round(canvas.clientWidth || 720));
+  const h = Math.round(w < 500 ? w * 0.6 : w * 0.36);
+  canvas.width = Math.round(w * ratio);
+  canvas.height = Math.round(h * ratio);
+  canvas.style.height = `${h}px`;
   const ctx = canvas.getContext('2d');
-  const { width: w, height: h } = canvas;
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   const pad = { l: 44, r: 12, t: 12, b: 28 };
   ctx.clearRect(0, 0, w, h);
   ctx.font = '12px system-ui, sans-serif';
@@ -98,6 +159,7 @@ function drawChart() {
   ctx.fillText('0', pad.l, h - 8);
   ctx.fillText(`${steps} steps`, x(steps) - 52, h - 8);
   let points = 0;
+  const descriptions = [];
   for (const m of MODELS) {
     const t = infos[m.key] && infos[m.key].threshold;
     if (t !== null && t !== undefined) {
@@ -112,14 +174,28 @@ function drawChart() {
     ctx.beginPath();
     series.forEach((s, t) => (t === 0 ? ctx.moveTo(x(t), y(s)) : ctx.lineTo(x(t), y(s))));
     ctx.stroke();
-    ctx.lineWidth = 1;
-    ctx.fillStyle = m.colour;
+    // The best point so far (what the attack returns), dotted, with a marker where it was found.
+    const best = bestSoFar(series, attack.direction);
     const last = series.length - 1;
-    ctx.fillText(`${m.label} ${series[last].toFixed(3)}`, Math.min(x(last) + 6, w - pad.r - 96), y(series[last]) - 6);
+    const bestStep = series.indexOf(best[last]);
+    ctx.setLineDash([2, 3]);
+    ctx.beginPath();
+    best.forEach((s, t) => (t === 0 ? ctx.moveTo(x(t), y(s)) : ctx.lineTo(x(t), y(s))));
+    ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.beginPath(); ctx.arc(x(bestStep), y(best[last]), 4, 0, 7); ctx.fillStyle = m.colour; ctx.fill();
+    ctx.lineWidth = 1;
+    ctx.fillText(`${m.label} best ${best[last].toFixed(3)}`, Math.min(x(last) + 6, w - pad.r - 110), y(series[last]) - 6);
     ctx.fillStyle = '#666';
+    descriptions.push(`${m.label}: score ${series[0].toFixed(3)} at the start, best ${best[last].toFixed(3)} at step ${bestStep}, ${series[last].toFixed(3)} at step ${last}.`);
   }
   canvas.dataset.points = String(points);
+  for (const m of MODELS) canvas.dataset[`series${m.key[0].toUpperCase()}${m.key.slice(1)}`] = JSON.stringify(attack ? attack.series[m.key] : []);
+  canvas.setAttribute('aria-label', attack
+    ? `Scores during the attack (${attack.direction === 'out' ? 'pushing them down' : 'pushing them up'}): ${descriptions.join(' ')}`
+    : 'Scores during the attack: no attack has run yet.');
 }
+window.addEventListener('resize', () => drawChart());
 
 // ---- worker messages -------------------------------------------------------------------
 worker.onmessage = (event) => {
@@ -129,11 +205,13 @@ worker.onmessage = (event) => {
       infos = msg.infos;
       const adapter = infos.atd.adapter;
       if (msg.engine === 'gpu') {
-        setStatus(`Ready: our WGSL engine on WebGPU (${adapter && adapter.name ? adapter.name : 'browser adapter'}${adapter && adapter.software ? ', a software fallback adapter: slow' : ''}).`, 'ready');
+        setStatus(`Ready: our WGSL engine on WebGPU (${adapter && adapter.name ? adapter.name : 'browser adapter'}${adapter && adapter.software ? ', a software adapter: slow' : ''}).`, 'ready');
       } else {
-        setStatus(msg.notice || 'Ready: the engine\'s CPU reference in WebAssembly (no WebGPU).', 'cpu');
+        setStatus(msg.notice || 'Ready: the CPU engine (WebAssembly).', 'cpu', msg.details);
       }
       $('#status').dataset.engine = msg.engine;
+      $('#engine').disabled = false;
+      if (current && current.chw) $('#run').disabled = false;
       $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${infos[m.key].extractor} (${infos[m.key].training || 'untrained'})`).join('; ');
       drawChart();
       break;
@@ -147,23 +225,32 @@ worker.onmessage = (event) => {
       break;
     }
     case 'step': {
-      if (!attack || msg.id !== attack.id) break;
+      if (!attack || !attack.running || msg.id !== attack.id) break;
       attack.series[msg.key][msg.t] = msg.score;
       drawChart();
       break;
     }
     case 'attacked': {
-      if (!attack || msg.id !== attack.id) break;
+      if (!attack || !attack.running || msg.id !== attack.id) break;
+      attack.done[msg.key] = true;
       const r = msg.result;
       const card = $(`#result-${msg.key}`);
+      const summary = card.querySelector('.summary');
+      summary.dataset.state = msg.stopped ? 'stopped' : 'done';
+      if (!r) {
+        summary.textContent = 'stopped before its attack began';
+        break;
+      }
       drawPixels(card.querySelector('.adv'), r.rgba);
       drawPixels(card.querySelector('.pert'), r.perturbation);
-      const before = current.results[msg.key];
-      const summary = card.querySelector('.summary');
+      const before = attack.before[msg.key];
+      const how = msg.stopped ? `stopped after ${r.steps} of ${attack.steps} steps; the best point so far` : `best point of ${r.steps} steps`;
       summary.innerHTML = `${before.score.toFixed(4)} → ${formatVerdict(infos[msg.key], r)}<br>`
-        + `L∞ = ${r.linf}/255 (ε = ${attack.epsLevels}/255) · ${r.steps} steps · ${r.ms_per_step.toFixed(1)} ms/step`;
+        + `${how} · L∞ = ${r.linf}/255 (ε = ${attack.epsLevels}/255) · ${r.ms_per_step.toFixed(1)} ms/step · seed ${r.seed}`;
       summary.dataset.score = r.score;
       summary.dataset.linf = r.linf;
+      summary.dataset.steps = r.steps;
+      summary.dataset.seed = r.seed;
       const link = card.querySelector('.download');
       if (link.href) URL.revokeObjectURL(link.href);
       link.href = URL.createObjectURL(new Blob([r.png], { type: 'image/png' }));
@@ -171,15 +258,21 @@ worker.onmessage = (event) => {
       break;
     }
     case 'attack-finished': {
-      $('#run').disabled = false;
+      if (!attack || !attack.running || msg.id !== attack.id) break;
+      attack.running = false;
+      $('#run').disabled = !(current && current.chw);
       $('#stop').disabled = true;
       $('#attack-panel').dataset.state = msg.stopped ? 'stopped' : 'done';
       break;
     }
     case 'error': {
-      showError(msg.during === 'image' ? `Could not use that image: ${msg.message}` : msg.message);
+      if (msg.during === 'image') {
+        if (current && msg.id === current.id) failImage(`Could not use that image: ${msg.message}.`);
+        break;
+      }
+      showError(msg.message);
       if (msg.during === 'init') setStatus('The models could not be loaded.', 'failed');
-      if (msg.during === 'attack') { $('#run').disabled = false; $('#stop').disabled = true; }
+      if (msg.during === 'attack' && attack) { attack.running = false; $('#run').disabled = !(current && current.chw); $('#stop').disabled = true; }
       break;
     }
   }
@@ -194,6 +287,13 @@ drop.addEventListener('drop', (e) => {
   e.preventDefault();
   drop.classList.remove('over');
   sendFile(e.dataTransfer.files[0]);
+});
+// The drop zone is focusable: Enter or Space opens the file picker, as a click does.
+drop.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    $('#file').click();
+  }
 });
 document.addEventListener('paste', (e) => {
   const item = [...e.clipboardData.items].find((i) => i.kind === 'file');
@@ -255,24 +355,52 @@ fetch('samples/cifar/index.json').then((r) => (r.ok ? r.json() : [])).then((list
 }).catch(() => {});
 
 // ---- attack -----------------------------------------------------------------------------
-$('#eps').addEventListener('input', () => { $('#eps-value').textContent = `${$('#eps').value}/255`; });
+$('#eps').addEventListener('input', () => {
+  const text = `${$('#eps').value}/255`;
+  $('#eps-value').textContent = text;
+  $('#eps').setAttribute('aria-valuetext', text);
+});
+// A fresh random start for every run unless the user fixes the seed (to reproduce a result).
+function attackSeed() {
+  const typed = $('#seed').value.trim();
+  if (typed !== '' && /^\d+$/.test(typed) && Number(typed) < 2 ** 32) return Number(typed);
+  return crypto.getRandomValues(new Uint32Array(1))[0];
+}
+
 $('#run').addEventListener('click', () => {
   if (!current || !current.chw) return;
   const epsLevels = Number($('#eps').value);
   const steps = Math.max(1, Math.min(1000, Math.round(Number($('#steps').value) || 100)));
-  attack = { id: nextId++, steps, epsLevels, series: Object.fromEntries(MODELS.map((m) => [m.key, []])) };
+  const seed = attackSeed();
+  const direction = $('#direction').value;
+  attack = {
+    id: nextId++, steps, epsLevels, seed, direction, running: true, done: {}, before: current.results,
+    series: Object.fromEntries(MODELS.map((m) => [m.key, []])),
+  };
+  $('#seed-used').textContent = `seed ${seed}`;
   for (const m of MODELS) {
     const card = $(`#result-${m.key}`);
-    card.querySelector('.summary').textContent = 'attacking…';
-    delete card.querySelector('.summary').dataset.score;
+    const summary = card.querySelector('.summary');
+    summary.textContent = 'attacking…';
+    summary.dataset.state = 'running';
+    for (const key of ['score', 'linf', 'steps', 'seed']) delete summary.dataset[key];
     card.querySelector('.download').hidden = true;
   }
   $('#attack-panel').dataset.state = 'running';
   $('#run').disabled = true;
   $('#stop').disabled = false;
   drawChart();
-  worker.postMessage({ type: 'attack', id: attack.id, chw: current.chw, direction: $('#direction').value, eps: epsLevels / 255, steps });
+  worker.postMessage({ type: 'attack', id: attack.id, chw: current.chw, direction, eps: epsLevels / 255, steps, seed });
 });
 $('#stop').addEventListener('click', () => worker.postMessage({ type: 'stop' }));
 
-worker.postMessage({ type: 'init', models: MODELS.map(({ key, url, head }) => ({ key, url, head })), engine: params.get('engine') || 'auto' });
+function loadModels(engine) {
+  cancelAttack('cancelled: the engine was changed');
+  $('#run').disabled = true;
+  $('#engine').disabled = true;
+  setStatus('Loading the models…', 'loading');
+  worker.postMessage({ type: 'init', models: MODELS.map(({ key, url, head }) => ({ key, url, head })), engine });
+}
+$('#engine').value = ['auto', 'gpu', 'cpu'].includes(params.get('engine')) ? params.get('engine') : 'auto';
+$('#engine').addEventListener('change', () => loadModels($('#engine').value));
+loadModels($('#engine').value);

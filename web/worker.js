@@ -1,39 +1,84 @@
 // The detectors run here, off the page's thread: our WGSL engine on WebGPU, or its CPU
-// reference in WebAssembly where WebGPU is missing. Images never leave this browser.
+// reference in WebAssembly. Images never leave this browser.
+//
+// Messages are handled one at a time, in order (a detector is never used by two calls at once);
+// `stop`, a new image and a new attack take effect at once by asking the running attack to stop.
 import init, { Detector, preprocess, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_web.js';
 
 const ready = init();
-const detectors = new Map();
+let detectors = new Map();
 let stopRequested = false;
 
 function reply(msg, transfer = []) {
   self.postMessage(msg, transfer);
 }
 
-async function load(models, engineWanted) {
-  await ready;
-  let engine = engineWanted === 'cpu' || !('gpu' in navigator) ? 'cpu' : 'gpu';
-  let notice = engine === 'cpu' && engineWanted !== 'cpu'
-    ? 'WebGPU is not available in this browser: running the engine\'s CPU reference in WebAssembly (slower).'
-    : null;
-  const infos = {};
+async function loadAll(models, engine) {
+  const loaded = new Map();
   for (const m of models) {
     const response = await fetch(m.url);
     if (!response.ok) throw new Error(`could not load ${m.url}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
-    let detector;
-    try {
-      detector = await Detector.load(bytes, m.head, engine);
-    } catch (err) {
-      if (engine !== 'gpu') throw err;
-      notice = `WebGPU failed (${err.message || err}): running the engine's CPU reference in WebAssembly (slower).`;
-      engine = 'cpu';
-      detector = await Detector.load(bytes, m.head, engine);
-    }
-    detectors.set(m.key, detector);
-    infos[m.key] = JSON.parse(detector.info());
+    loaded.set(m.key, await Detector.load(bytes, m.head, engine));
   }
-  return { engine, notice, infos };
+  return loaded;
+}
+
+// engineWanted: 'gpu', 'cpu' or 'auto'. Auto takes WebGPU on a hardware adapter, and the CPU
+// engine where WebGPU is missing, fails, or runs on a software adapter (SwiftShader measured
+// 2-3x slower per attack step than the CPU engine on the same machine).
+async function load(models, engineWanted) {
+  await ready;
+  for (const d of detectors.values()) d.free();
+  detectors = new Map();
+  let notice = null, details = null;
+  if (engineWanted !== 'cpu' && !('gpu' in navigator)) {
+    notice = 'This browser has no WebGPU, so the detectors run on the CPU engine (WebAssembly).';
+  } else if (engineWanted !== 'cpu') {
+    try {
+      detectors = await loadAll(models, 'gpu');
+      const adapter = JSON.parse(detectors.values().next().value.info()).adapter;
+      if (engineWanted === 'auto' && adapter && adapter.software) {
+        notice = `WebGPU runs on a software adapter here (${adapter.name}), slower than the CPU engine: using the CPU engine.`;
+        for (const d of detectors.values()) d.free();
+        detectors = new Map();
+      }
+    } catch (err) {
+      notice = 'WebGPU did not work in this browser, so the detectors run on the CPU engine (WebAssembly).';
+      details = String(err && err.message ? err.message : err);
+      detectors = new Map();
+    }
+  }
+  if (detectors.size === 0) detectors = await loadAll(models, 'cpu');
+  const infos = {};
+  for (const [key, d] of detectors) infos[key] = JSON.parse(d.info());
+  const engine = infos[models[0].key].engine === 'webgpu' ? 'gpu' : 'cpu';
+  return { engine, notice, details, infos };
+}
+
+async function attack(msg) {
+  stopRequested = false;
+  const chw = new Uint8Array(msg.chw);
+  for (const [key, detector] of detectors) {
+    if (stopRequested) {
+      // Every detector's card ends in a stated state, also the ones never attacked.
+      reply({ type: 'attacked', id: msg.id, key, result: null, stopped: true });
+      continue;
+    }
+    const options = JSON.stringify({ direction: msg.direction, eps: msg.eps, steps: msg.steps, seed: msg.seed });
+    const onStep = (t, score) => {
+      reply({ type: 'step', id: msg.id, key, t, score });
+      return !stopRequested;
+    };
+    const result = JSON.parse(await detector.attack(chw, options, onStep));
+    const adversarial = new Uint8Array(result.adversarial);
+    result.rgba = chw_to_rgba(adversarial);
+    result.perturbation = perturbation_rgba(chw, adversarial, msg.eps);
+    result.png = encode_png(adversarial);
+    delete result.adversarial;
+    reply({ type: 'attacked', id: msg.id, key, result, stopped: result.steps < msg.steps });
+  }
+  reply({ type: 'attack-finished', id: msg.id, stopped: stopRequested });
 }
 
 const handlers = {
@@ -47,36 +92,20 @@ const handlers = {
     for (const [key, detector] of detectors) results[key] = JSON.parse(await detector.score(chw));
     reply({ type: 'scored', id: msg.id, chw, rgba: chw_to_rgba(chw), results });
   },
-  async attack(msg) {
-    stopRequested = false;
-    const chw = new Uint8Array(msg.chw);
-    for (const [key, detector] of detectors) {
-      const options = JSON.stringify({ direction: msg.direction, eps: msg.eps, steps: msg.steps, seed: msg.seed || 0 });
-      const onStep = (t, score) => {
-        reply({ type: 'step', id: msg.id, key, t, score });
-        return !stopRequested;
-      };
-      const result = JSON.parse(await detector.attack(chw, options, onStep));
-      const adversarial = new Uint8Array(result.adversarial);
-      result.rgba = chw_to_rgba(adversarial);
-      result.perturbation = perturbation_rgba(chw, adversarial, msg.eps);
-      result.png = encode_png(adversarial);
-      delete result.adversarial;
-      reply({ type: 'attacked', id: msg.id, key, result });
-      if (stopRequested) break;
-    }
-    reply({ type: 'attack-finished', id: msg.id, stopped: stopRequested });
-  },
-  async stop() {
-    stopRequested = true;
-  },
+  attack,
 };
 
-self.onmessage = async (event) => {
+let queue = Promise.resolve();
+self.onmessage = (event) => {
   const msg = event.data;
-  try {
-    await handlers[msg.type](msg);
-  } catch (err) {
-    reply({ type: 'error', id: msg.id, during: msg.type, message: String(err && err.message ? err.message : err) });
-  }
+  // These interrupt the running attack now; the attack ends at its next report.
+  if (msg.type === 'stop' || msg.type === 'image' || msg.type === 'attack' || msg.type === 'init') stopRequested = true;
+  if (msg.type === 'stop') return;
+  queue = queue.then(async () => {
+    try {
+      await handlers[msg.type](msg);
+    } catch (err) {
+      reply({ type: 'error', id: msg.id, during: msg.type, message: String(err && err.message ? err.message : err) });
+    }
+  });
 };

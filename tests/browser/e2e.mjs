@@ -1,9 +1,11 @@
 // End-to-end test of the demo page in Debian's Chromium (never a downloaded browser), driven by
 // playwright-core. It serves web/ on 127.0.0.1 itself, uploads a real CIFAR-10 image converted
 // from the data pack at test time (or a generated one without it), checks scores, runs a short
-// attack on both detectors (the chart grows, the scores move the requested way), downloads the
-// adversarial PNG and checks its L-infinity distance, checks a bad upload shows an error, and
-// repeats with WebGPU switched off (the CPU fallback). Prints "N passed, M failed".
+// attack on both detectors (the chart grows, the scores move the requested way, the result is
+// the best point found), downloads the adversarial PNG and checks its L-infinity distance,
+// checks a bad upload shows an error, and repeats with WebGPU switched off (the CPU fallback).
+// Then: the engine the page picks, Stop mid-attack on both engines, a new image during an
+// attack, fresh seeds per run, the keyboard and the accessible names. Prints "N passed, M failed".
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -105,14 +107,15 @@ async function check(name, fn) {
 }
 function assert(cond, message) { if (!cond) throw new Error(message); }
 
-async function openPage(webgpu) {
+// engine: the page's ?engine= (auto when omitted); viewport: its width in CSS pixels.
+async function openPage(webgpu, engine = null, width = 1000) {
   const args = webgpu ? ['--enable-unsafe-webgpu', ...BASE_FLAGS] : BASE_FLAGS;
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
-  const page = await browser.newPage({ acceptDownloads: true });
+  const page = await browser.newPage({ acceptDownloads: true, viewport: { width, height: 900 } });
   const logs = [];
   page.on('console', (m) => logs.push(`${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
-  await page.goto(url);
+  await page.goto(engine ? `${url}?engine=${engine}` : url);
   await page.waitForSelector('#status:is([data-state="ready"], [data-state="cpu"], [data-state="failed"])', { timeout: 120000 });
   return { browser, page, logs };
 }
@@ -121,11 +124,31 @@ async function scoreOf(page, selector) {
   return Number(await page.getAttribute(selector, 'data-score'));
 }
 
+async function upload(page, path) {
+  const previous = await page.getAttribute('#card-atd .score', 'data-score');
+  await page.setInputFiles('#file', path);
+  await page.waitForFunction((prev) => { const s = document.querySelector('#card-atd .score').dataset.score; return s !== undefined && s !== prev; }, previous, { timeout: 60000 });
+}
+
+// Start an attack of `steps` steps and wait until the chart shows `points` points.
+async function startAttack(page, steps, points = 1) {
+  await page.fill('#steps', String(steps));
+  await page.click('#run');
+  await page.waitForFunction((n) => Number(document.querySelector('#chart').dataset.points) >= n, points, { timeout: 120000 });
+}
+
+// Each detector's chart series (score per step), read from the page's attack state.
+async function seriesOf(page) {
+  return page.evaluate(() => {
+    const out = {};
+    for (const key of ['atd', 'baseline']) out[key] = JSON.parse(document.querySelector('#chart').dataset[`series${key[0].toUpperCase()}${key.slice(1)}`] || '[]');
+    return out;
+  });
+}
+
 async function attackFlow(page, steps, label) {
   const image = testImage();
-  const previous = await page.getAttribute('#card-atd .score', 'data-score');
-  await page.setInputFiles('#file', image.path);
-  await page.waitForFunction((prev) => { const s = document.querySelector('#card-atd .score').dataset.score; return s !== undefined && s !== prev; }, previous, { timeout: 60000 });
+  await upload(page, image.path);
   const before = { atd: await scoreOf(page, '#card-atd .score'), baseline: await scoreOf(page, '#card-baseline .score') };
   for (const k of ['atd', 'baseline']) assert(before[k] >= 0 && before[k] <= 1, `${k} score ${before[k]} is not a probability`);
   const direction = await page.inputValue('#direction');
@@ -138,6 +161,13 @@ async function attackFlow(page, steps, label) {
   assert(points === 2 * (steps + 1), `chart has ${points} points, expected ${2 * (steps + 1)}`);
   const after = { atd: await scoreOf(page, '#result-atd .summary'), baseline: await scoreOf(page, '#result-baseline .summary') };
   const sign = direction === 'out' ? -1 : 1;
+  // The result is the best point of the attack, not its last step: the reported score (of the
+  // image quantised to 8 bits) is within rounding of the best score on the chart.
+  const series = await seriesOf(page);
+  for (const k of ['atd', 'baseline']) {
+    const best = sign > 0 ? Math.max(...series[k]) : Math.min(...series[k]);
+    assert(Math.abs(after[k] - best) <= 0.02, `${label}: ${k} reports ${after[k]}, the best point on the chart was ${best} (${series[k].join(', ')})`);
+  }
   // Both moved the requested way (ATD may barely move: it is the robust one); the baseline moved.
   for (const k of ['atd', 'baseline']) assert(sign * (after[k] - before[k]) >= -1e-3, `${label}: ${k} moved the wrong way: ${before[k]} -> ${after[k]} (${direction})`);
   assert(sign * (after.baseline - before.baseline) > 0, `${label}: the baseline did not move: ${before.baseline} -> ${after.baseline}`);
@@ -157,7 +187,7 @@ async function attackFlow(page, steps, label) {
 
 let summary = {};
 await check('WebGPU page: scores, live attack, download within eps, bad upload', async () => {
-  const { browser, page, logs } = await openPage(true);
+  const { browser, page, logs } = await openPage(true, 'gpu');
   try {
     const state = await page.getAttribute('#status', 'data-state');
     assert(state === 'ready', `status ${state}: ${await page.textContent('#status')}\n${logs.join('\n')}`);
@@ -182,6 +212,88 @@ await check('without WebGPU: the CPU fallback scores and attacks', async () => {
     assert(state === 'cpu', `status ${state}: ${await page.textContent('#status')}\n${logs.join('\n')}`);
     assert(/WebGPU/.test(await page.textContent('#status')), 'no message about missing WebGPU');
     summary.cpu = await attackFlow(page, 3, 'cpu');
+  } finally { await browser.close(); }
+});
+
+await check('engine choice: a software WebGPU adapter gives way to the faster CPU engine; the user can switch', async () => {
+  const { browser, page, logs } = await openPage(true);
+  try {
+    const status = await page.textContent('#status');
+    assert((await page.getAttribute('#status', 'data-engine')) === 'cpu', `auto picked WebGPU on SwiftShader: ${status}\n${logs.join('\n')}`);
+    assert(/software adapter/.test(status), `the status does not say why: ${status}`);
+    await page.selectOption('#engine', 'gpu');
+    await page.waitForSelector('#status[data-engine="gpu"][data-state="ready"]', { timeout: 120000 });
+  } finally { await browser.close(); }
+});
+
+for (const engine of ['gpu', 'cpu']) {
+  await check(`Stop mid-attack ends both cards within seconds (${engine} engine)`, async () => {
+    const { browser, page, logs } = await openPage(engine === 'gpu', engine);
+    try {
+      await upload(page, testImage().path);
+      await startAttack(page, 500, 3);
+      const asked = Date.now();
+      await page.click('#stop');
+      await page.waitForSelector('#attack-panel[data-state="stopped"]', { timeout: 30000 });
+      const seconds = (Date.now() - asked) / 1000;
+      // A stop is honoured at the next step (~0.15-0.7 s here), the baseline is then skipped.
+      assert(seconds < 3, `the attack ended ${seconds.toFixed(1)} s after Stop`);
+      const atd = await page.$eval('#result-atd .summary', (e) => ({ state: e.dataset.state, steps: Number(e.dataset.steps), text: e.textContent }));
+      assert(atd.state === 'stopped' && atd.steps < 500 && /stopped after \d+ of 500 steps/.test(atd.text), `ATD card: ${JSON.stringify(atd)}`);
+      const baseline = await page.$eval('#result-baseline .summary', (e) => ({ state: e.dataset.state, text: e.textContent }));
+      assert(baseline.state === 'stopped' && /stopped/.test(baseline.text), `baseline card: ${JSON.stringify(baseline)}`);
+      assert(!(await page.isDisabled('#run')), 'Run stays disabled after a stop');
+      assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
+    } finally { await browser.close(); }
+  });
+}
+
+await check('a new image during an attack cancels it cleanly; fresh seeds per run; a fixed seed reproduces', async () => {
+  const { browser, page, logs } = await openPage(false);
+  try {
+    await upload(page, testImage().path);
+    await startAttack(page, 500, 2);
+    await page.click('[data-sample="shapes"]');
+    await page.waitForSelector('#attack-panel[data-state="cancelled"]', { timeout: 10000 });
+    await page.waitForFunction(() => !document.querySelector('#run').disabled, null, { timeout: 60000 });
+    for (const key of ['atd', 'baseline']) {
+      const text = await page.textContent(`#result-${key} .summary`);
+      assert(/cancelled|stopped/.test(text), `${key} card after a new image: ${text}`);
+    }
+    // The page still works: two short runs on the new image, each with its own seed.
+    const runs = [];
+    for (let i = 0; i < 2; i++) {
+      await startAttack(page, 2);
+      await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+      runs.push({ seed: await page.getAttribute('#result-atd .summary', 'data-seed'), series: await seriesOf(page) });
+    }
+    assert(runs[0].seed !== runs[1].seed, `two runs used the same seed ${runs[0].seed}`);
+    assert(JSON.stringify(runs[0].series) !== JSON.stringify(runs[1].series), 'two runs took identical paths');
+    await page.fill('#seed', runs[0].seed);
+    await startAttack(page, 2);
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    assert((await page.getAttribute('#result-atd .summary', 'data-seed')) === runs[0].seed, 'the typed seed was not used');
+    assert(JSON.stringify(await seriesOf(page)) === JSON.stringify(runs[0].series), 'the same seed did not reproduce the run');
+    assert(!logs.some((l) => l.startsWith('pageerror') || /recursive use/.test(l)), logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
+await check('keyboard and screen readers: the drop zone opens the picker, names, live status, chart text, legible at 390 px', async () => {
+  const { browser, page } = await openPage(false, null, 390);
+  try {
+    await page.focus('#drop');
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 5000 }), page.keyboard.press('Enter')]);
+    assert(chooser, 'Enter on the drop zone opened no file picker');
+    assert(await page.getByRole('slider', { name: /epsilon/i }).count() === 1, 'the eps slider has no accessible name');
+    // The status line is a live region (role status: polite), so its news is announced.
+    assert(await page.getByRole('status').filter({ hasText: /engine/ }).count() === 1, 'the status line is not a live region');
+    await upload(page, testImage().path);
+    await startAttack(page, 2);
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    const label = await page.getAttribute('#chart', 'aria-label');
+    assert(/ATD: score .* best .* Baseline: score/.test(label), `chart text alternative: ${label}`);
+    const chart = await page.$eval('#chart', (c) => ({ pixels: c.width, shown: c.clientWidth, ratio: window.devicePixelRatio }));
+    assert(Math.abs(chart.pixels / chart.ratio - chart.shown) <= 2, `the chart is drawn at ${chart.pixels} px and shown at ${chart.shown} px: its text shrinks`);
   } finally { await browser.close(); }
 });
 
