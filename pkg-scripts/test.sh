@@ -5,6 +5,8 @@
 # the tests share one build of Burn, and Burn's CPU kernels are far too slow unoptimised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# A fresh machine gets what the tests need first (skipped in seconds when all is there).
+pkg-scripts/setup.sh
 # Tests that read the data pack look at ATD_DATA, else ../shared/data beside the checkout.
 if [ -z "${ATD_DATA:-}" ] && [ -d ../shared/data ]; then
   ATD_DATA="$(cd ../shared/data && pwd)"
@@ -13,6 +15,9 @@ fi
 echo "data pack: ${ATD_DATA:-not found (data tests will be skipped)}"
 # Mesa prints an error without a runtime dir.
 export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
+# The GPU tests on Vulkan (lavapipe where there is no GPU), not on wgpu's much slower GL fallback.
+if ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}; fi
+echo "wgpu backend for the GPU tests: ${WGPU_BACKEND:-wgpu's default}"
 cargo test --release --workspace "$@"
 # The browser: build the wasm package (atd-core, atd-gpu and atd-web for wasm32), then the page.
 pkg-scripts/build-web.sh
