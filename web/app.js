@@ -106,7 +106,19 @@ function sendImage(bytes) {
   const id = nextId++;
   current = { id, pending: true };
   $('#run').disabled = true;
-  worker.postMessage({ type: 'image', id, bytes }, [bytes]);
+  // Decoding runs in a worker of its own that is then discarded, memory and all.
+  const decoder = new Worker('decode.js', { type: 'module' });
+  decoder.onmessage = ({ data }) => {
+    decoder.terminate();
+    if (!current || current.id !== id) return;
+    if (data.error) return failImage(`Could not use that image: ${data.error}.`);
+    worker.postMessage({ type: 'image', id, chw: data.chw }, [data.chw.buffer]);
+  };
+  decoder.onerror = (e) => {
+    decoder.terminate();
+    if (current && current.id === id) failImage(`Could not decode that image: ${e.message || 'the decoder failed'}.`);
+  };
+  decoder.postMessage({ bytes }, [bytes]);
 }
 
 function failImage(message) {
@@ -219,6 +231,7 @@ worker.onmessage = (event) => {
     case 'scored': {
       if (!current || msg.id !== current.id) break;
       current = { id: msg.id, chw: msg.chw, results: msg.results };
+      $('#input').dataset.workerWasmBytes = msg.wasmBytes;
       drawPixels($('#input'), msg.rgba);
       showScores(msg.results);
       $('#run').disabled = false;

@@ -3,7 +3,7 @@
 //
 // Messages are handled one at a time, in order (a detector is never used by two calls at once);
 // `stop`, a new image and a new attack take effect at once by asking the running attack to stop.
-import init, { Detector, preprocess, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_web.js';
+import init, { Detector, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_web.js';
 
 const ready = init();
 let detectors = new Map();
@@ -85,12 +85,13 @@ const handlers = {
   async init(msg) {
     reply({ type: 'ready', ...(await load(msg.models, msg.engine)) });
   },
+  // msg.chw: the 32x32 input, decoded by decode.js.
   async image(msg) {
-    await ready;
-    const chw = preprocess(new Uint8Array(msg.bytes));
+    const wasm = await ready;
+    const chw = new Uint8Array(msg.chw);
     const results = {};
     for (const [key, detector] of detectors) results[key] = JSON.parse(await detector.score(chw));
-    reply({ type: 'scored', id: msg.id, chw, rgba: chw_to_rgba(chw), results });
+    reply({ type: 'scored', id: msg.id, chw, rgba: chw_to_rgba(chw), results, wasmBytes: wasm.memory.buffer.byteLength });
   },
   attack,
 };

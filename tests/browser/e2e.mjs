@@ -5,7 +5,8 @@
 // the best point found), downloads the adversarial PNG and checks its L-infinity distance,
 // checks a bad upload shows an error, and repeats with WebGPU switched off (the CPU fallback).
 // Then: the engine the page picks, Stop mid-attack on both engines, a new image during an
-// attack, fresh seeds per run, the keyboard and the accessible names. Prints "N passed, M failed".
+// attack, fresh seeds per run, the keyboard and the accessible names, memory after a huge image.
+// Prints "N passed, M failed".
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -297,8 +298,24 @@ await check('keyboard and screen readers: the drop zone opens the picker, names,
   } finally { await browser.close(); }
 });
 
+await check('a 4000x3000 image leaves the detectors\' memory as it was (decoded in a worker that is then discarded)', async () => {
+  const { browser, page, logs } = await openPage(false);
+  try {
+    await upload(page, testImage().path);
+    const before = Number(await page.getAttribute('#input', 'data-worker-wasm-bytes'));
+    const [w, h] = [4000, 3000];
+    const rgb = Buffer.alloc(w * h * 3);
+    for (let i = 0; i < rgb.length; i++) rgb[i] = ((i % (w * 3)) >> 4) ^ ((i / (w * 3)) >> 3);
+    await upload(page, writeTemp('huge.png', encodePng(w, h, rgb)));
+    const after = Number(await page.getAttribute('#input', 'data-worker-wasm-bytes'));
+    // Decoding it in the detectors' worker grew its memory by the decoded image (>= 36 MiB).
+    assert(before > 0 && after - before <= 8 * 2 ** 20, `the detectors' wasm memory grew from ${before} to ${after} bytes`);
+    assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
 await check('the page fetched nothing but its own files', async () => {
-  const foreign = requests.filter((r) => !/^GET \/(|index\.html|app\.js|worker\.js|style\.css|pkg\/.*|models\/.*|samples\/.*)(\?.*)?$/.test(r));
+  const foreign = requests.filter((r) => !/^GET \/(|index\.html|app\.js|worker\.js|decode\.js|style\.css|pkg\/.*|models\/.*|samples\/.*)(\?.*)?$/.test(r));
   assert(foreign.length === 0, `unexpected requests: ${foreign.join(', ')}`);
   assert(!requests.some((r) => r.startsWith('POST') || r.startsWith('PUT')), 'the page uploaded something');
 });
