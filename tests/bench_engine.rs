@@ -53,15 +53,20 @@ fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
     let cpu_fwd = time(1, || {
         pollster::block_on(cpu.score(&x)).unwrap();
     });
+    let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
+    let cpu_step = time(1, || {
+        pollster::block_on(cpu.attack(&x, &options, |_, _| true)).unwrap();
+    }) / (steps + 1) as f64;
     let (burn_fwd, burn_step) = burn_times(bytes, head, &x, batch, steps, &Device::flex());
     println!(
-        "{name:<22} {head:?} batch {batch:>2} | WGSL on {}: direct conv forward {:7.2} ms/img, PGD step {:7.2} ms/img; tiled conv forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
+        "{name:<22} {head:?} batch {batch:>2} | WGSL on {}: direct conv forward {:7.2} ms/img, PGD step {:7.2} ms/img; tiled conv forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img, PGD step {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
         adapter.name,
         per(direct_fwd),
         per(direct_step),
         per(tiled_fwd),
         per(tiled_step),
         per(cpu_fwd),
+        per(cpu_step),
         per(burn_fwd),
         per(burn_step / steps as f64),
         versus_burn_wgpu(bytes, head, &x, batch, steps, our_fwd, our_step),

@@ -263,6 +263,7 @@ worker.onmessage = (event) => {
       summary.dataset.score = r.score;
       summary.dataset.linf = r.linf;
       summary.dataset.steps = r.steps;
+      summary.dataset.msPerStep = r.ms_per_step;
       summary.dataset.seed = r.seed;
       const link = card.querySelector('.download');
       if (link.href) URL.revokeObjectURL(link.href);
@@ -396,7 +397,7 @@ $('#run').addEventListener('click', () => {
     const summary = card.querySelector('.summary');
     summary.textContent = 'attacking…';
     summary.dataset.state = 'running';
-    for (const key of ['score', 'linf', 'steps', 'seed']) delete summary.dataset[key];
+    for (const key of ['score', 'linf', 'steps', 'seed', 'msPerStep']) delete summary.dataset[key];
     card.querySelector('.download').hidden = true;
   }
   $('#attack-panel').dataset.state = 'running';

@@ -183,7 +183,11 @@ async function attackFlow(page, steps, label) {
   let linf = 0;
   for (let i = 0; i < 32 * 32; i++) for (let c = 0; c < 3; c++) linf = Math.max(linf, Math.abs(png.rgb[i * 3 + c] - clean[i * 4 + c]));
   assert(linf <= eps && linf > 0, `downloaded PNG has L-inf ${linf}/255 from the input, eps ${eps}/255`);
-  return { before, after, direction, linf, real: image.real };
+  const msPerStep = {
+    atd: Number(await page.getAttribute('#result-atd .summary', 'data-ms-per-step')),
+    baseline: Number(await page.getAttribute('#result-baseline .summary', 'data-ms-per-step')),
+  };
+  return { before, after, direction, linf, real: image.real, msPerStep };
 }
 
 let summary = {};

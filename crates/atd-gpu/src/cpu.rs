@@ -190,59 +190,106 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
     }
 }
 
+/// Convolution forward, and its backward to the input, as a matrix product over patches
+/// (im2col): each output is the sum over (channel, ky, kx) in the order the WGSL kernels add
+/// them, so the results are the same to the bit, but the inner loops run over contiguous rows
+/// of pixels and vectorise.
 fn conv(op: &Op, w: &[f32], a: &mut [f32]) {
     let p = |i: usize| op.params[i] as usize;
-    let (from, wt, to) = (p(0), p(1), p(2));
+    let (from, wt, to, batch) = (p(0), p(1), p(2), p(3));
     let (cin, cout, hin, win, hout, wout, k, stride) = (p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11));
     let (pad_top, pad_left, accumulate) = (p(12) as isize, p(13) as isize, p(14) != 0);
-    // One value per output (the GPU groups four channels per thread; the sums are the same).
-    let batch = p(3);
     let forward = op.kernel != Kernel::ConvBackwardInput;
-    let outputs = if forward { batch * cout * hout * wout } else { batch * cin * hin * win };
-    for i in 0..outputs {
-        let mut sum = 0.0f32;
-        if forward {
-            let (ox, oy, co, n) = (i % wout, (i / wout) % hout, (i / (wout * hout)) % cout, i / (wout * hout * cout));
-            let (y0, x0) = ((oy * stride) as isize - pad_top, (ox * stride) as isize - pad_left);
-            for ci in 0..cin {
-                let (xb, wb) = (from + (n * cin + ci) * hin * win, wt + (co * cin + ci) * k * k);
-                for ky in 0..k {
-                    let y = y0 + ky as isize;
-                    if y < 0 || y >= hin as isize {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let x = x0 + kx as isize;
-                        if x < 0 || x >= win as isize {
-                            continue;
-                        }
-                        sum += a[xb + y as usize * win + x as usize] * w[wb + ky * k + kx];
-                    }
-                }
-            }
-        } else {
-            let (x, y, ci, n) = (i % win, (i / win) % hin, (i / (win * hin)) % cin, i / (win * hin * cin));
-            let (ty, tx) = (y as isize + pad_top, x as isize + pad_left);
+    let weights = &w[wt..][..cout * cin * k * k];
+    // Forward: out[co] = sum over (ci, ky, kx) of w[co, ci, ky, kx] * in[ci] shifted by (ky, kx).
+    // Backward: dx[ci] = sum over (co, ky, kx) of w[co, ci, ky, kx] * dy[co] shifted back.
+    let (sources, targets, (sh, sw), (th, tw)) = if forward { (cin, cout, (hin, win), (hout, wout)) } else { (cout, cin, (hout, wout), (hin, win)) };
+    let transposed;
+    let matrix: &[f32] = if forward {
+        weights
+    } else {
+        let mut t = Vec::with_capacity(weights.len());
+        for ci in 0..cin {
             for co in 0..cout {
-                let (gb, wb) = (from + (n * cout + co) * hout * wout, wt + (co * cin + ci) * k * k);
-                for ky in 0..k {
-                    let sy = ty - ky as isize;
-                    if sy < 0 || sy % stride as isize != 0 || sy as usize / stride >= hout {
-                        continue;
-                    }
-                    for kx in 0..k {
-                        let sx = tx - kx as isize;
-                        if sx < 0 || sx % stride as isize != 0 || sx as usize / stride >= wout {
-                            continue;
+                t.extend_from_slice(&weights[(co * cin + ci) * k * k..][..k * k]);
+            }
+        }
+        transposed = t;
+        &transposed
+    };
+    // Where target row ty (column tx) reads in the source plane for kernel row ky (column kx).
+    let source = |target: usize, kernel: usize, pad: isize, size: usize| -> Option<usize> {
+        let at = if forward {
+            Some(target as isize * stride as isize + kernel as isize - pad)
+        } else {
+            source_index(target as isize + pad - kernel as isize, stride)
+        };
+        at.filter(|&v| (0..size as isize).contains(&v)).map(|v| v as usize)
+    };
+    let rows: Vec<Vec<Option<usize>>> = (0..k).map(|ky| (0..th).map(|ty| source(ty, ky, pad_top, sh)).collect()).collect();
+    let cols: Vec<Vec<Option<usize>>> = (0..k).map(|kx| (0..tw).map(|tx| source(tx, kx, pad_left, sw)).collect()).collect();
+    let (depth, pixels) = (sources * k * k, th * tw);
+    let mut columns = vec![0.0f32; depth * pixels];
+    let mut out = vec![0.0f32; targets * pixels];
+    for n in 0..batch {
+        let input = &a[from + n * sources * sh * sw..][..sources * sh * sw];
+        for (row, column) in columns.chunks_exact_mut(pixels).enumerate() {
+            let (s, ky, kx) = (row / (k * k), (row / k) % k, row % k);
+            let plane = &input[s * sh * sw..][..sh * sw];
+            for (ty, line) in column.chunks_exact_mut(tw).enumerate() {
+                match rows[ky][ty] {
+                    Some(y) => {
+                        for (value, x) in line.iter_mut().zip(&cols[kx]) {
+                            *value = x.map_or(0.0, |x| plane[y * sw + x]);
                         }
-                        sum += a[gb + (sy as usize / stride) * wout + sx as usize / stride] * w[wb + ky * k + kx];
                     }
+                    None => line.fill(0.0),
                 }
             }
         }
-        if accumulate {
-            sum += a[to + i];
+        matrix_product(matrix, &columns, &mut out, targets, depth, pixels);
+        let dest = &mut a[to + n * targets * pixels..][..targets * pixels];
+        for (d, v) in dest.iter_mut().zip(&out) {
+            *d = if accumulate { v + *d } else { *v };
         }
-        a[to + i] = sum;
+    }
+}
+
+/// The position a transposed convolution reads from: `offset / stride` when it divides.
+fn source_index(offset: isize, stride: usize) -> Option<isize> {
+    (offset.rem_euclid(stride as isize) == 0).then(|| offset.div_euclid(stride as isize))
+}
+
+/// out[t, p] = sum over d of matrix[t, d] * columns[d, p], adding d in order (a zero term
+/// changes nothing: sums never hold -0). Four rows at a time, so each column row is read once
+/// per four.
+fn matrix_product(matrix: &[f32], columns: &[f32], out: &mut [f32], targets: usize, depth: usize, pixels: usize) {
+    out.fill(0.0);
+    let mut blocks = out.chunks_exact_mut(4 * pixels);
+    for (b, block) in (&mut blocks).enumerate() {
+        let (r0, rest) = block.split_at_mut(pixels);
+        let (r1, rest) = rest.split_at_mut(pixels);
+        let (r2, r3) = rest.split_at_mut(pixels);
+        for d in 0..depth {
+            let m = |r: usize| matrix[(4 * b + r) * depth + d];
+            let (m0, m1, m2, m3) = (m(0), m(1), m(2), m(3));
+            let column = &columns[d * pixels..][..pixels];
+            for i in 0..pixels {
+                let c = column[i];
+                r0[i] += m0 * c;
+                r1[i] += m1 * c;
+                r2[i] += m2 * c;
+                r3[i] += m3 * c;
+            }
+        }
+    }
+    let done = targets / 4 * 4;
+    for (t, row) in blocks.into_remainder().chunks_exact_mut(pixels).enumerate() {
+        for d in 0..depth {
+            let m = matrix[(done + t) * depth + d];
+            for (o, c) in row.iter_mut().zip(&columns[d * pixels..][..pixels]) {
+                *o += m * c;
+            }
+        }
     }
 }
