@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod data;
+pub mod digest;
 pub mod metrics;
 pub mod noise;
 pub mod preprocess;

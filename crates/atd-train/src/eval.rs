@@ -5,7 +5,6 @@
 //! Several attacks can run on the same images; their per-image worst case is reported too.
 
 use std::cell::Cell;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 
 use atd_core::data::ImageSet;
@@ -281,7 +280,7 @@ pub struct EvalData<'a> {
 /// model's card, the detector, the attack and its settings, and the set names and sizes.
 pub struct EvalCache {
     pub dir: PathBuf,
-    pub inputs: u64,
+    pub inputs: String,
     /// Evaluations read back in this run, and the seconds they took when they were computed.
     pub hits: Cell<usize>,
     pub hit_seconds: Cell<f64>,
@@ -295,22 +294,24 @@ struct CachedScores {
 }
 
 impl EvalCache {
-    pub fn new(dir: PathBuf, inputs: u64) -> Self {
+    pub fn new(dir: PathBuf, inputs: String) -> Self {
         Self { dir, inputs, hits: Cell::new(0), hit_seconds: Cell::new(0.0) }
     }
 
+    /// A content address: what the report read (weights and images), this model's card, the
+    /// detector, and every setting of the attack.
     fn entry(&self, model: &Model, detector: Detector, attack: &Attack, data: &EvalData) -> PathBuf {
-        let mut h = DefaultHasher::new();
-        self.inputs.hash(&mut h);
-        serde_json::to_string(&model.card).unwrap_or_default().hash(&mut h);
-        detector.name().hash(&mut h);
-        attack.name().hash(&mut h);
-        format!("{:?}", attack.cfg).hash(&mut h);
-        data.in_set.len().hash(&mut h);
+        let mut digest = atd_core::digest::Digest::new()
+            .part(&self.inputs)
+            .part(serde_json::to_string(&model.card).unwrap_or_default())
+            .part(detector.name())
+            .part(attack.name())
+            .part(attack.cfg.key())
+            .part(data.in_set.len().to_le_bytes());
         for (name, set) in data.out_sets {
-            (name, set.len()).hash(&mut h);
+            digest = digest.part(name).part(set.len().to_le_bytes());
         }
-        self.dir.join(format!("{:016x}.json", h.finish()))
+        self.dir.join(format!("{}.json", &digest.hex()[..32]))
     }
 
     /// The cached scores, if the entry exists and reads back; a damaged entry is recomputed.

@@ -126,6 +126,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Content digests of weight files (SHA-256 of the canonical bytes: equal for the same
+    /// tensors and card however the file's header is ordered), one "digest  path" line each.
+    Digest {
+        #[arg(required = true)]
+        weights: Vec<PathBuf>,
+    },
     /// Training and PGD throughput of an architecture on random images (images/s, one line each).
     Bench {
         #[arg(long, value_enum, default_value = "small")]
@@ -381,6 +387,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}\t{} {} {}\t{closed:.3}\t{open:.3}", s.name, s.closed, s.open, s.generated);
             }
             println!("decision maps: {}/toy-*.png (blue = in, orange = out)", out.display());
+            Ok(())
+        }
+        Command::Digest { weights } => {
+            for path in weights {
+                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let digest = atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
+                println!("{digest}  {}", path.display());
+            }
             Ok(())
         }
         Command::Bench { arch, batch, iterations, backend } => {

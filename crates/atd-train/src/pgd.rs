@@ -27,6 +27,12 @@ impl PgdConfig {
     pub fn new(eps: f32, steps: usize) -> Self {
         Self { eps, steps, step_size: 2.5 * eps / steps.max(1) as f32, restarts: 1, random_start: true, seed: 0, bounds: (0.0, 1.0), best_of_steps: false }
     }
+
+    /// Every setting as text, for cache keys (f32 `Display` is the shortest exact form).
+    pub fn key(&self) -> String {
+        let Self { eps, steps, step_size, restarts, random_start, seed, bounds, best_of_steps } = self;
+        format!("eps={eps} steps={steps} step={step_size} restarts={restarts} random_start={random_start} seed={seed} bounds={},{} best={best_of_steps}", bounds.0, bounds.1)
+    }
 }
 
 /// Something to maximise, per sample, as a differentiable function of the input images.

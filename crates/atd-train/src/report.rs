@@ -4,7 +4,6 @@
 //! comes from this run; the page says which data, models, attacks, N, hardware and time.
 
 use std::fmt::Write as _;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -107,16 +106,16 @@ fn auroc_cells(e: &Evaluation) -> String {
 
 /// A digest of what the report's numbers depend on besides the attack settings: both weight
 /// files and every image (the key of its evaluation cache).
-fn inputs_digest(opts: &ReportOptions, data: &EvalData) -> anyhow::Result<u64> {
-    let mut h = DefaultHasher::new();
+fn inputs_digest(opts: &ReportOptions, data: &EvalData) -> anyhow::Result<String> {
+    let mut digest = atd_core::digest::Digest::new();
     for path in [&opts.atd, &opts.standard] {
-        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?.hash(&mut h);
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        digest = digest.part(atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?);
     }
     for set in std::iter::once(data.in_set).chain(data.out_sets.iter().map(|(_, s)| s)) {
-        set.pixels.hash(&mut h);
-        set.labels.hash(&mut h);
+        digest = digest.part(&set.pixels).part(set.labels.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<u8>>());
     }
-    Ok(h.finish())
+    Ok(digest.hex())
 }
 
 pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Result<()> {
