@@ -18,6 +18,8 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-$(mktemp -d)}
 # The GPU tests on Vulkan (lavapipe where there is no GPU), not on wgpu's much slower GL fallback.
 if ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then export WGPU_BACKEND=${WGPU_BACKEND:-vulkan}; fi
 echo "wgpu backend for the GPU tests: ${WGPU_BACKEND:-the default}"
+# Formatting first: it takes a second and names the file (rustfmt.toml holds the style).
+cargo fmt --all -- --check
 cargo test --release --workspace "$@"
 # The browser: build the wasm package (atd-core, atd-gpu and atd-web for wasm32), then the page.
 pkg-scripts/build-web.sh

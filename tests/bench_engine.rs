@@ -28,7 +28,14 @@ fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
 
 /// Our engine on the GPU adapter with one forward-convolution kernel: ms per forward and per
 /// PGD step (whole batch), and the adapter.
-fn engine_times(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: usize, conv: ConvStrategy) -> (f64, f64, AdapterSummary) {
+fn engine_times(
+    bytes: &[u8],
+    head: Head,
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+    conv: ConvStrategy,
+) -> (f64, f64, AdapterSummary) {
     let mut gpu = pollster::block_on(Engine::gpu_with_conv(bytes, head, batch, conv)).expect("a GPU adapter");
     let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
     let forward = time(3, || {
@@ -75,8 +82,17 @@ fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
 
 /// Burn on wgpu's default adapter (the one our engine takes) and our speed-up over it.
 #[cfg(feature = "wgpu")]
-fn versus_burn_wgpu(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: usize, our_fwd: f64, our_step: f64) -> String {
-    let (fwd, pgd_ms) = burn_times(bytes, head, x, batch, steps, &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+fn versus_burn_wgpu(
+    bytes: &[u8],
+    head: Head,
+    x: &[f32],
+    batch: usize,
+    steps: usize,
+    our_fwd: f64,
+    our_step: f64,
+) -> String {
+    let (fwd, pgd_ms) =
+        burn_times(bytes, head, x, batch, steps, &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
     let step = pgd_ms / steps as f64;
     format!(
         " | Burn wgpu: forward {:7.2} ms/img, PGD step {:7.2} ms/img | ours (the adapter's kernel) vs Burn wgpu: {:.2}x forward, {:.2}x PGD step",

@@ -29,7 +29,9 @@ pub fn random_weights(card: ModelCard, seed: u64) -> Vec<u8> {
     model.randomise_batch_norm_statistics(seed);
     let mut weights = Weights::from_bytes(&model.to_bytes().unwrap()).unwrap();
     for (name, t) in weights.tensors.iter_mut() {
-        if name.starts_with("discriminator.") && name.ends_with("linear.weight") || name == "discriminator.output.weight" {
+        if name.starts_with("discriminator.") && name.ends_with("linear.weight")
+            || name == "discriminator.output.weight"
+        {
             rescale(t);
         }
     }

@@ -62,17 +62,36 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize
     for i in 0..BATCH {
         let (a, b) = (burn_final[i], result.scores[i]);
         assert!((a - b).abs() <= 0.02 * a.abs().max(0.05), "{name} {head:?}: PGD-{steps} score burn {a} engine {b}");
-        assert!(result.scores[i] <= scores[i], "{name} {head:?}: the attack raised the score {} -> {}", scores[i], result.scores[i]);
+        assert!(
+            result.scores[i] <= scores[i],
+            "{name} {head:?}: the attack raised the score {} -> {}",
+            scores[i],
+            result.scores[i]
+        );
     }
     for (k, (&adv, &clean)) in result.adversarial.iter().zip(&x).enumerate() {
-        assert!(adv >= clean - eps && adv <= clean + eps && (0.0..=1.0).contains(&adv), "{name}: value {k}: {adv} from {clean}");
+        assert!(
+            adv >= clean - eps && adv <= clean + eps && (0.0..=1.0).contains(&adv),
+            "{name}: value {k}: {adv} from {clean}"
+        );
     }
     let same = result.adversarial.iter().zip(&burn_adv).filter(|(a, b)| a == b).count();
-    assert!(same as f64 >= 0.95 * burn_adv.len() as f64, "{name} {head:?}: only {same} of {} adversarial values agree", burn_adv.len());
+    assert!(
+        same as f64 >= 0.95 * burn_adv.len() as f64,
+        "{name} {head:?}: only {same} of {} adversarial values agree",
+        burn_adv.len()
+    );
 }
 
 /// `gpu`: the GPU engine with this forward-convolution kernel; `None`: the CPU reference.
-fn check_model(name: &str, extractor: ExtractorSpec, seed: u64, gpu: Option<ConvStrategy>, heads: &[Head], steps: usize) {
+fn check_model(
+    name: &str,
+    extractor: ExtractorSpec,
+    seed: u64,
+    gpu: Option<ConvStrategy>,
+    heads: &[Head],
+    steps: usize,
+) {
     let bytes = random_weights(card(extractor), seed);
     for &head in heads {
         let mut engine = match gpu {
@@ -87,7 +106,14 @@ fn check_model(name: &str, extractor: ExtractorSpec, seed: u64, gpu: Option<Conv
 #[test]
 fn gpu_engine_matches_burn_on_the_small_relu_model() {
     for conv in [ConvStrategy::Direct, ConvStrategy::Tiled] {
-        check_model(&format!("small ({conv:?} convolutions)"), ExtractorSpec::small(), 1, Some(conv), &[Head::Atd, Head::Msp], 10);
+        check_model(
+            &format!("small ({conv:?} convolutions)"),
+            ExtractorSpec::small(),
+            1,
+            Some(conv),
+            &[Head::Atd, Head::Msp],
+            10,
+        );
     }
 }
 
@@ -109,8 +135,13 @@ fn cpu_engine_matches_burn_on_the_small_relu_model() {
 #[test]
 fn shipped_models_match_burn() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/models");
-    let files: Vec<_> = std::fs::read_dir(&dir).into_iter().flatten().flatten().map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors")).collect();
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
     assert!(!files.is_empty(), "no shipped models in {}", dir.display());
     for path in files {
         let bytes = std::fs::read(&path).unwrap();
@@ -146,13 +177,18 @@ fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
     let x = images(BATCH, 13);
     // Steps as large as eps make PGD overshoot, so the last iterate is often not the best.
     let eps = 8.0 / 255.0;
-    let options = AttackOptions { seed: 3, restarts: 2, step_size: Some(eps), ..AttackOptions::new(eps, 8, Direction::Out) };
+    let options =
+        AttackOptions { seed: 3, restarts: 2, step_size: Some(eps), ..AttackOptions::new(eps, 8, Direction::Out) };
     let result = pollster::block_on(engine.attack(&x, &options, |_, _| true)).unwrap();
     let mut last_was_not_best = false;
     for i in 0..BATCH {
         let visited: Vec<f32> = result.history.iter().map(|scores| scores[i]).collect();
         let best = visited.iter().copied().fold(f32::INFINITY, f32::min);
-        assert_eq!(result.scores[i], best, "image {i}: returned score {} but the attack visited {best}", result.scores[i]);
+        assert_eq!(
+            result.scores[i], best,
+            "image {i}: returned score {} but the attack visited {best}",
+            result.scores[i]
+        );
         last_was_not_best |= visited[visited.len() - 1] > best || visited[options.steps] > best;
     }
     assert!(last_was_not_best, "no restart ended above its best point: the check above proves nothing");

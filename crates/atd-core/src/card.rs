@@ -11,9 +11,8 @@ pub const CARD_FORMAT: &str = "atd-weights/1";
 /// CIFAR-10 channel statistics used for the in-model input normalisation.
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.2471, 0.2435, 0.2616];
-pub const CIFAR10_CLASSES: [&str; 10] = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-];
+pub const CIFAR10_CLASSES: [&str; 10] =
+    ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,7 +222,8 @@ impl ModelCard {
     }
 
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let card: Self = serde_json::from_str(text).map_err(|e| format!("model card is not valid JSON for this format: {e}"))?;
+        let card: Self =
+            serde_json::from_str(text).map_err(|e| format!("model card is not valid JSON for this format: {e}"))?;
         card.check()?;
         Ok(card)
     }

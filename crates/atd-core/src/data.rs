@@ -95,7 +95,8 @@ pub fn parse_cifar_bin(path: &Path, bytes: &[u8], label_bytes: LabelBytes) -> Re
         ));
     }
     let n = bytes.len() / record;
-    let mut set = ImageSet { pixels: Vec::with_capacity(n * IMAGE_VALUES), labels: Vec::with_capacity(n), class_names: vec![] };
+    let mut set =
+        ImageSet { pixels: Vec::with_capacity(n * IMAGE_VALUES), labels: Vec::with_capacity(n), class_names: vec![] };
     for r in bytes.chunks_exact(record) {
         set.labels.push(r[lb - 1] as u16);
         set.pixels.extend_from_slice(&r[lb..]);
@@ -115,7 +116,9 @@ pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) ->
                 continue;
             }
             let class = class_dir.file_name().unwrap().to_string_lossy().into_owned();
-            for f in std::fs::read_dir(&class_dir).map_err(|source| DataError::Io { path: class_dir.clone(), source })? {
+            for f in
+                std::fs::read_dir(&class_dir).map_err(|source| DataError::Io { path: class_dir.clone(), source })?
+            {
                 let f = f.map_err(|source| DataError::Io { path: class_dir.clone(), source })?.path();
                 if f.is_file() {
                     files.push((class.clone(), f.to_string_lossy().into_owned(), 0));
@@ -173,7 +176,8 @@ mod tests {
         let set = parse_cifar_bin(Path::new("x.bin"), &bytes, LabelBytes::One).unwrap();
         assert_eq!(set.labels, vec![3, 9]);
         assert_eq!(set.image(1)[0], 200);
-        let err = parse_cifar_bin(Path::new("x.bin"), &bytes[..bytes.len() - 1], LabelBytes::One).unwrap_err().to_string();
+        let err =
+            parse_cifar_bin(Path::new("x.bin"), &bytes[..bytes.len() - 1], LabelBytes::One).unwrap_err().to_string();
         assert!(err.contains("x.bin") && err.contains("record 1 is truncated"), "{err}");
         assert!(parse_cifar_bin(Path::new("e.bin"), &[], LabelBytes::One).unwrap_err().to_string().contains("empty"));
         // Two label bytes: the fine (second) label is kept.
@@ -199,7 +203,10 @@ mod tests {
         std::fs::write(&zip_path, &zip).unwrap();
         let mut calls = 0;
         let set = read_image_folder(&zip_path, |_, _| calls += 1).unwrap();
-        assert_eq!((set.class_names.clone(), set.labels.clone(), calls), (vec!["ant".into(), "cat".into()], vec![0, 0, 1], 3));
+        assert_eq!(
+            (set.class_names.clone(), set.labels.clone(), calls),
+            (vec!["ant".into(), "cat".into()], vec![0, 0, 1], 3)
+        );
         assert_eq!(set.image(0)[0], 250);
 
         let tree = dir.join("tree");

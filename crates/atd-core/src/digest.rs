@@ -53,17 +53,33 @@ mod tests {
         let tensors: std::collections::BTreeMap<_, _> = card
             .expected_tensors()
             .into_iter()
-            .map(|(n, s)| (n, crate::NamedTensor { data: (0..s.iter().product::<usize>()).map(|i| i as f32 * 0.5).collect(), shape: s }))
+            .map(|(n, s)| {
+                (
+                    n,
+                    crate::NamedTensor {
+                        data: (0..s.iter().product::<usize>()).map(|i| i as f32 * 0.5).collect(),
+                        shape: s,
+                    },
+                )
+            })
             .collect();
         let canonical = write_weights(&card, &tensors);
         // Another writer: an extra metadata key (as Burn's store adds), tensors in another order.
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-            tensors.iter().rev().map(|(n, t)| (n.clone(), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect())).collect();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .iter()
+            .rev()
+            .map(|(n, t)| (n.clone(), t.shape.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            .collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
             .iter()
-            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+            .map(|(n, s, b)| {
+                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+            })
             .collect();
-        let meta = std::collections::HashMap::from([("format".to_string(), "other".to_string()), (CARD_METADATA_KEY.to_string(), card.to_json())]);
+        let meta = std::collections::HashMap::from([
+            ("format".to_string(), "other".to_string()),
+            (CARD_METADATA_KEY.to_string(), card.to_json()),
+        ]);
         let other = safetensors::serialize(views, Some(meta)).unwrap();
         assert_ne!(other, canonical);
         assert_eq!(weights_digest(&other).unwrap(), weights_digest(&canonical).unwrap());

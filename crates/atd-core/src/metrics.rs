@@ -80,7 +80,11 @@ pub fn average_precision(pos: &[f32], neg: &[f32]) -> f64 {
     while i < all.len() {
         let mut j = i;
         while j < all.len() && all[j].0 == all[i].0 {
-            if all[j].1 { tp += 1.0 } else { fp += 1.0 }
+            if all[j].1 {
+                tp += 1.0
+            } else {
+                fp += 1.0
+            }
             j += 1;
         }
         let recall = tp / total_pos;

@@ -148,8 +148,11 @@ mod tests {
         let clean: Vec<u8> = (0..=255).collect();
         for eps_levels in [1u8, 4, 8] {
             let eps = eps_levels as f32 / 255.0;
-            let adversarial: Vec<f32> = clean.iter().enumerate()
-                .map(|(i, &c)| (c as f32 / 255.0 + eps * [1.0, -1.0, 0.37, -0.99][i % 4]).clamp(0.0, 1.0)).collect();
+            let adversarial: Vec<f32> = clean
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| (c as f32 / 255.0 + eps * [1.0, -1.0, 0.37, -0.99][i % 4]).clamp(0.0, 1.0))
+                .collect();
             let q = quantize_towards_clean(&clean, &adversarial);
             for i in 0..clean.len() {
                 let moved = (q[i] as f32 - clean[i] as f32).abs();
@@ -216,7 +219,8 @@ mod tests {
         assert!(x.iter().all(|&v| (v - 128.0 / 255.0).abs() < 1e-6));
 
         // Fully transparent pixels become white; half-transparent black becomes mid grey.
-        let la = DynamicImage::ImageLumaA8(ImageBuffer::from_fn(32, 32, |x, _| LumaA([0u8, if x < 16 { 0 } else { 255 }])));
+        let la =
+            DynamicImage::ImageLumaA8(ImageBuffer::from_fn(32, 32, |x, _| LumaA([0u8, if x < 16 { 0 } else { 255 }])));
         let x = image_to_input(&encode(la, ImageFormat::Png)).unwrap();
         assert_eq!((x[0], x[20]), (1.0, 0.0));
         let half = DynamicImage::ImageRgba8(ImageBuffer::from_pixel(8, 8, Rgba([0u8, 0, 0, 128])));

@@ -78,11 +78,7 @@ impl Weights {
 /// Read only the model card from the safetensors header (cheap: no tensor is touched).
 pub fn read_card(bytes: &[u8]) -> Result<ModelCard, WeightsError> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::Format(e.to_string()))?;
-    let text = meta
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(CARD_METADATA_KEY))
-        .ok_or(WeightsError::NoCard)?;
+    let text = meta.metadata().as_ref().and_then(|m| m.get(CARD_METADATA_KEY)).ok_or(WeightsError::NoCard)?;
     ModelCard::from_json(text).map_err(WeightsError::Card)
 }
 
@@ -181,7 +177,10 @@ mod tests {
         let mut t = tensors(&c);
         t.get_mut("extractor.final_bn.running_var").unwrap().data[3] = f32::NAN;
         let err = Weights::from_bytes(&write_weights(&c, &t)).unwrap_err();
-        assert!(matches!(&err, WeightsError::NonFinite { name, index: 3, .. } if name == "extractor.final_bn.running_var"), "{err}");
+        assert!(
+            matches!(&err, WeightsError::NonFinite { name, index: 3, .. } if name == "extractor.final_bn.running_var"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -189,7 +188,10 @@ mod tests {
         let c = card();
         let mut t = tensors(&c);
         t.insert("stray".into(), NamedTensor { shape: vec![1], data: vec![0.0] });
-        assert_eq!(Weights::from_bytes(&write_weights(&c, &t)).unwrap_err(), WeightsError::Unexpected { name: "stray".into() });
+        assert_eq!(
+            Weights::from_bytes(&write_weights(&c, &t)).unwrap_err(),
+            WeightsError::Unexpected { name: "stray".into() }
+        );
         let no_card = safetensors::serialize(Vec::<(String, safetensors::tensor::TensorView)>::new(), None).unwrap();
         assert_eq!(Weights::from_bytes(&no_card).unwrap_err(), WeightsError::NoCard);
         assert!(matches!(Weights::from_bytes(b"garbage"), Err(WeightsError::Format(_))));

@@ -72,7 +72,8 @@ pub fn read(archive: &[u8], entry: &Entry) -> Result<Vec<u8>, ZipError> {
     if u32_at(archive, at) != Some(0x0403_4b50) {
         return Err(err("local header missing (archive truncated or corrupt)"));
     }
-    let start = at + 30 + u16_at(archive, at + 26).unwrap_or(0) as usize + u16_at(archive, at + 28).unwrap_or(0) as usize;
+    let start =
+        at + 30 + u16_at(archive, at + 26).unwrap_or(0) as usize + u16_at(archive, at + 28).unwrap_or(0) as usize;
     let raw = archive
         .get(start..start + entry.compressed_size)
         .ok_or_else(|| err("data runs past the end of the archive (truncated)"))?;

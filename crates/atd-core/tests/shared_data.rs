@@ -48,7 +48,10 @@ fn the_training_zip_reads_as_image_folder() {
     let Some(dir) = data_dir() else { return };
     let set = read_image_folder(&dir.join("cifar10-train.zip"), |_, _| {}).unwrap();
     assert_eq!(set.len(), 50_000);
-    assert_eq!(set.class_names, ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]);
+    assert_eq!(
+        set.class_names,
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    );
     for c in 0..10u16 {
         assert_eq!(set.labels.iter().filter(|&&l| l == c).count(), 5_000);
     }

@@ -24,7 +24,9 @@ fn main() {
     let mut table = plan.forward.clone();
     table.extend(plan.backward.iter().copied());
     let all: Vec<usize> = (0..table.len()).collect();
-    let run = |resident: &mut _, schedule: &[usize]| pollster::block_on(gpu.run(resident, &table, schedule, &[], &[(0, 1)])).unwrap();
+    let run = |resident: &mut _, schedule: &[usize]| {
+        pollster::block_on(gpu.run(resident, &table, schedule, &[], &[(0, 1)])).unwrap()
+    };
     run(&mut resident, &all); // warm up (shader compilation)
     let t = Instant::now();
     for _ in 0..5 {

@@ -61,7 +61,8 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
     let threads = op.threads as usize;
     match op.kernel {
         Kernel::AffineAct => {
-            let (x, y, scale, shift, channels, hw, act, slope) = (p(0), p(1), p(2), p(3), p(4), p(5), op.params[7], pf(8));
+            let (x, y, scale, shift, channels, hw, act, slope) =
+                (p(0), p(1), p(2), p(3), p(4), p(5), op.params[7], pf(8));
             for i in 0..threads {
                 let ch = (i / hw) % channels;
                 a[y + i] = activate(a[x + i] * w[scale + ch] + w[shift + ch], act, slope);
@@ -177,7 +178,8 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
             }
         }
         Kernel::KeepBest => {
-            let (x, objective, best_x, best_objective, per, first, sgn) = (p(0), p(1), p(2), p(3), p(5), p(6) != 0, pf(7));
+            let (x, objective, best_x, best_objective, per, first, sgn) =
+                (p(0), p(1), p(2), p(3), p(5), p(6) != 0, pf(7));
             for n in 0..threads {
                 // Written as in WGSL: a NaN objective never replaces the best.
                 if !first && !(sgn * a[objective + n] > sgn * a[best_objective + n]) {
@@ -203,7 +205,8 @@ fn conv(op: &Op, w: &[f32], a: &mut [f32]) {
     let weights = &w[wt..][..cout * cin * k * k];
     // Forward: out[co] = sum over (ci, ky, kx) of w[co, ci, ky, kx] * in[ci] shifted by (ky, kx).
     // Backward: dx[ci] = sum over (co, ky, kx) of w[co, ci, ky, kx] * dy[co] shifted back.
-    let (sources, targets, (sh, sw), (th, tw)) = if forward { (cin, cout, (hin, win), (hout, wout)) } else { (cout, cin, (hout, wout), (hin, win)) };
+    let (sources, targets, (sh, sw), (th, tw)) =
+        if forward { (cin, cout, (hin, win), (hout, wout)) } else { (cout, cin, (hout, wout), (hin, win)) };
     let transposed;
     let matrix: &[f32] = if forward {
         weights
@@ -226,8 +229,10 @@ fn conv(op: &Op, w: &[f32], a: &mut [f32]) {
         };
         at.filter(|&v| (0..size as isize).contains(&v)).map(|v| v as usize)
     };
-    let rows: Vec<Vec<Option<usize>>> = (0..k).map(|ky| (0..th).map(|ty| source(ty, ky, pad_top, sh)).collect()).collect();
-    let cols: Vec<Vec<Option<usize>>> = (0..k).map(|kx| (0..tw).map(|tx| source(tx, kx, pad_left, sw)).collect()).collect();
+    let rows: Vec<Vec<Option<usize>>> =
+        (0..k).map(|ky| (0..th).map(|ty| source(ty, ky, pad_top, sh)).collect()).collect();
+    let cols: Vec<Vec<Option<usize>>> =
+        (0..k).map(|kx| (0..tw).map(|tx| source(tx, kx, pad_left, sw)).collect()).collect();
     let (depth, pixels) = (sources * k * k, th * tw);
     let mut columns = vec![0.0f32; depth * pixels];
     let mut out = vec![0.0f32; targets * pixels];

@@ -60,7 +60,16 @@ pub struct AttackOptions {
 
 impl AttackOptions {
     pub fn new(eps: f32, steps: usize, direction: Direction) -> Self {
-        Self { eps, steps, step_size: None, direction, restarts: 1, seed: 0, random_start: true, report_every: HISTORY_STEPS }
+        Self {
+            eps,
+            steps,
+            step_size: None,
+            direction,
+            restarts: 1,
+            seed: 0,
+            random_start: true,
+            report_every: HISTORY_STEPS,
+        }
     }
 
     pub fn step_size(&self) -> f32 {
@@ -113,7 +122,12 @@ impl Engine {
     }
 
     /// The same with the forward-convolution kernel chosen by the caller (benchmarks, tests).
-    pub async fn gpu_with_conv(bytes: &[u8], head: Head, batch: usize, conv: ConvStrategy) -> Result<Self, EngineError> {
+    pub async fn gpu_with_conv(
+        bytes: &[u8],
+        head: Head,
+        batch: usize,
+        conv: ConvStrategy,
+    ) -> Result<Self, EngineError> {
         Self::on_gpu(bytes, head, batch, Some(conv)).await
     }
 
@@ -141,7 +155,13 @@ impl Engine {
         }
     }
 
-    async fn execute(&mut self, table: &[Op], schedule: &[usize], writes: &[(usize, &[f32])], reads: &[(usize, usize)]) -> Result<Vec<Vec<f32>>, EngineError> {
+    async fn execute(
+        &mut self,
+        table: &[Op],
+        schedule: &[usize],
+        writes: &[(usize, &[f32])],
+        reads: &[(usize, usize)],
+    ) -> Result<Vec<Vec<f32>>, EngineError> {
         match &mut self.backend {
             Backend::Gpu { gpu, resident } => Ok(gpu.run(resident, table, schedule, writes, reads).await?),
             Backend::Cpu { arena } => {
@@ -191,14 +211,21 @@ impl Engine {
         let mut out = self.execute(&table, &schedule, &[(self.plan.input, images)], &reads).await?;
         let classes = (out.len() == 2).then(|| {
             let logits = out.pop().expect("two reads");
-            logits.chunks(self.plan.classes).map(|r| r.iter().enumerate().fold(0, |best, (c, v)| if *v > r[best] { c } else { best })).collect()
+            logits
+                .chunks(self.plan.classes)
+                .map(|r| r.iter().enumerate().fold(0, |best, (c, v)| if *v > r[best] { c } else { best }))
+                .collect()
         });
         let scores = out.pop().expect("one read").into_iter().map(|o| self.plan.score_from_objective(o)).collect();
         Ok((scores, classes))
     }
 
     /// d (sign * objective) / d input for each image, and the objective.
-    pub async fn input_gradient(&mut self, images: &[f32], direction: Direction) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
+    pub async fn input_gradient(
+        &mut self,
+        images: &[f32],
+        direction: Direction,
+    ) -> Result<(Vec<f32>, Vec<f32>), EngineError> {
         self.check_input(images)?;
         let mut table = self.plan.forward_with_sign(direction.sign());
         table.extend(self.plan.backward.iter().copied());
@@ -212,7 +239,12 @@ impl Engine {
     /// L-infinity PGD on the detector score, entirely on the device. `on_records(t, scores)`
     /// is called with the scores of every sample at each step t as they come back; returning
     /// false stops the attack early (the best images reached so far are kept and scored).
-    pub async fn attack(&mut self, images: &[f32], options: &AttackOptions, mut on_records: impl FnMut(usize, &[f32]) -> bool) -> Result<AttackResult, EngineError> {
+    pub async fn attack(
+        &mut self,
+        images: &[f32],
+        options: &AttackOptions,
+        mut on_records: impl FnMut(usize, &[f32]) -> bool,
+    ) -> Result<AttackResult, EngineError> {
         self.check_input(images)?;
         options.check()?;
         let p = &self.plan;
@@ -234,8 +266,26 @@ impl Engine {
             table.push(Op::pgd_init(p.clean, p.input, n, options.seed.wrapping_add(r as u32), start_eps));
         }
         let (keep_first, keep_better) = (table.len(), table.len() + 1);
-        table.push(Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, true, sign));
-        table.push(Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, false, sign));
+        table.push(Op::keep_best(
+            p.input,
+            p.objective,
+            p.best_input,
+            p.best_objective,
+            batch,
+            IMAGE_VALUES,
+            true,
+            sign,
+        ));
+        table.push(Op::keep_best(
+            p.input,
+            p.objective,
+            p.best_input,
+            p.best_objective,
+            batch,
+            IMAGE_VALUES,
+            false,
+            sign,
+        ));
         let history_at = p.history;
 
         let mut history = Vec::with_capacity(options.restarts * (options.steps + 1));

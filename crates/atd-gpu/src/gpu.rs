@@ -57,7 +57,10 @@ impl Gpu {
     pub async fn new() -> Result<Self, GpuError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
-            .request_adapter(&wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() })
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
             .await
             .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
         let info = adapter.get_info();
@@ -77,7 +80,11 @@ impl Gpu {
         let storage = |binding, read_only| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Storage { read_only }, has_dynamic_offset: false, min_binding_size: None },
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
             count: None,
         };
         let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -145,7 +152,11 @@ impl Gpu {
             entries: &[
                 wgpu::BindGroupEntry {
                     binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: params, offset: 0, size: wgpu::BufferSize::new(PARAMS_BYTES) }),
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: params,
+                        offset: 0,
+                        size: wgpu::BufferSize::new(PARAMS_BYTES),
+                    }),
                 },
                 wgpu::BindGroupEntry { binding: 1, resource: weights.as_entire_binding() },
                 wgpu::BindGroupEntry { binding: 2, resource: arena.as_entire_binding() },
@@ -212,9 +223,13 @@ impl Gpu {
         for (offset, values) in writes {
             self.queue.write_buffer(&resident.arena, (*offset * 4) as u64, bytemuck::cast_slice(values));
         }
-        let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("atd-gpu program") });
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("atd-gpu program") });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("atd-gpu pass"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("atd-gpu pass"),
+                timestamp_writes: None,
+            });
             for &index in schedule {
                 let op = &table[index];
                 if op.threads == 0 {
@@ -239,7 +254,13 @@ impl Gpu {
         if let Some(staging) = &staging {
             let mut at = 0u64;
             for &(offset, len) in reads {
-                encoder.copy_buffer_to_buffer(&resident.arena, (offset * 4) as u64, staging, at, Some((len * 4) as u64));
+                encoder.copy_buffer_to_buffer(
+                    &resident.arena,
+                    (offset * 4) as u64,
+                    staging,
+                    at,
+                    Some((len * 4) as u64),
+                );
                 at += (len * 4) as u64;
             }
         }

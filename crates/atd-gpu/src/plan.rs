@@ -77,7 +77,9 @@ impl Kernel {
         match self {
             Kernel::AffineAct | Kernel::AffineActBackward | Kernel::Add | Kernel::Copy => Family::Elementwise,
             Kernel::ConvForward | Kernel::ConvForwardTiled | Kernel::ConvBackwardInput => Family::Conv,
-            Kernel::LinearForward | Kernel::LinearBackwardInput | Kernel::MeanPool | Kernel::MeanPoolBackward => Family::Dense,
+            Kernel::LinearForward | Kernel::LinearBackwardInput | Kernel::MeanPool | Kernel::MeanPoolBackward => {
+                Family::Dense
+            }
             Kernel::Objective | Kernel::PgdInit | Kernel::PgdStep | Kernel::Record | Kernel::KeepBest => Family::Attack,
         }
     }
@@ -164,7 +166,17 @@ impl Op {
 
     /// y = act(x * scale + shift) per channel over `batch * channels * hw` values.
     #[allow(clippy::too_many_arguments)]
-    pub fn affine_act(x: usize, y: usize, scale: usize, shift: usize, channels: usize, hw: usize, n: usize, act: u32, slope: f32) -> Self {
+    pub fn affine_act(
+        x: usize,
+        y: usize,
+        scale: usize,
+        shift: usize,
+        channels: usize,
+        hw: usize,
+        n: usize,
+        act: u32,
+        slope: f32,
+    ) -> Self {
         Op::new(Kernel::AffineAct, n, &[x, y, scale, shift, channels, hw, n, act as usize]).with(8, f(slope))
     }
 
@@ -196,12 +208,23 @@ impl Op {
         Op::new(Kernel::Copy, n, &[x, y, n])
     }
 
-    pub fn conv(kernel: Kernel, from: usize, w: usize, to: usize, g: &ConvGeometry, batch: usize, accumulate: bool) -> Self {
+    pub fn conv(
+        kernel: Kernel,
+        from: usize,
+        w: usize,
+        to: usize,
+        g: &ConvGeometry,
+        batch: usize,
+        accumulate: bool,
+    ) -> Self {
         // Each thread computes CONV_BLOCK channels of one pixel (see shaders/conv.wgsl).
         let threads = match kernel {
             Kernel::ConvForward => batch * g.cout.div_ceil(CONV_BLOCK) * g.hout * g.wout,
             Kernel::ConvForwardTiled => {
-                assert!(g.k <= 3 && g.stride <= 2, "the tiled convolution stages patches for k <= 3 and stride <= 2 only");
+                assert!(
+                    g.k <= 3 && g.stride <= 2,
+                    "the tiled convolution stages patches for k <= 3 and stride <= 2 only"
+                );
                 let tiles = g.hout.div_ceil(CONV_TILE) * g.wout.div_ceil(CONV_TILE);
                 batch * g.cout.div_ceil(CONV_TILE_CHANNELS) * tiles * 256
             }
@@ -210,19 +233,46 @@ impl Op {
         Op::new(
             kernel,
             threads,
-            &[from, w, to, batch, g.cin, g.cout, g.hin, g.win, g.hout, g.wout, g.k, g.stride, g.pad_top, g.pad_left, accumulate as usize],
+            &[
+                from,
+                w,
+                to,
+                batch,
+                g.cin,
+                g.cout,
+                g.hin,
+                g.win,
+                g.hout,
+                g.wout,
+                g.k,
+                g.stride,
+                g.pad_top,
+                g.pad_left,
+                accumulate as usize,
+            ],
         )
     }
 
     /// A forward convolution of the model with the chosen kernel (the tiled one only where its
     /// staged patch fits: k <= 3 and stride <= 2, which holds for every model card).
-    pub fn conv_forward(from: usize, w: usize, to: usize, g: &ConvGeometry, batch: usize, strategy: ConvStrategy) -> Self {
+    pub fn conv_forward(
+        from: usize,
+        w: usize,
+        to: usize,
+        g: &ConvGeometry,
+        batch: usize,
+        strategy: ConvStrategy,
+    ) -> Self {
         let tiled = strategy == ConvStrategy::Tiled && g.k <= 3 && g.stride <= 2;
         Op::conv(if tiled { Kernel::ConvForwardTiled } else { Kernel::ConvForward }, from, w, to, g, batch, false)
     }
 
     pub fn linear(x: usize, w: usize, y: usize, batch: usize, nin: usize, nout: usize, bias: Option<usize>) -> Self {
-        Op::new(Kernel::LinearForward, batch * nout, &[x, w, y, batch, nin, nout, bias.unwrap_or(0), bias.is_some() as usize])
+        Op::new(
+            Kernel::LinearForward,
+            batch * nout,
+            &[x, w, y, batch, nin, nout, bias.unwrap_or(0), bias.is_some() as usize],
+        )
     }
 
     pub fn linear_backward(dy: usize, w: usize, dx: usize, batch: usize, nin: usize, nout: usize) -> Self {
@@ -237,7 +287,15 @@ impl Op {
         Op::new(Kernel::MeanPoolBackward, rows * hw, &[dy, dx, rows * hw, hw])
     }
 
-    pub fn objective(logits: usize, objective: usize, grad: usize, batch: usize, classes: usize, msp: bool, sign: f32) -> Self {
+    pub fn objective(
+        logits: usize,
+        objective: usize,
+        grad: usize,
+        batch: usize,
+        classes: usize,
+        msp: bool,
+        sign: f32,
+    ) -> Self {
         Op::new(Kernel::Objective, batch, &[logits, objective, grad, batch, classes, msp as usize]).with(6, f(sign))
     }
 
@@ -254,8 +312,18 @@ impl Op {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn keep_best(x: usize, objective: usize, best_x: usize, best_objective: usize, batch: usize, per: usize, first: bool, sign: f32) -> Self {
-        Op::new(Kernel::KeepBest, batch, &[x, objective, best_x, best_objective, batch, per, first as usize]).with(7, f(sign))
+    pub fn keep_best(
+        x: usize,
+        objective: usize,
+        best_x: usize,
+        best_objective: usize,
+        batch: usize,
+        per: usize,
+        first: bool,
+        sign: f32,
+    ) -> Self {
+        Op::new(Kernel::KeepBest, batch, &[x, objective, best_x, best_objective, batch, per, first as usize])
+            .with(7, f(sign))
     }
 }
 
@@ -360,8 +428,10 @@ impl Packer {
     fn batch_norm(&mut self, w: &Weights, prefix: &str, eps: f64) -> (usize, usize) {
         let get = |p: &str| &w.tensors[&format!("{prefix}.{p}")].data;
         let (gamma, beta, mean, var) = (get("gamma"), get("beta"), get("running_mean"), get("running_var"));
-        let scale: Vec<f32> = gamma.iter().zip(var).map(|(&g, &v)| (g as f64 / (v as f64 + eps).sqrt()) as f32).collect();
-        let shift: Vec<f32> = beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| (b as f64 - m as f64 * s as f64) as f32).collect();
+        let scale: Vec<f32> =
+            gamma.iter().zip(var).map(|(&g, &v)| (g as f64 / (v as f64 + eps).sqrt()) as f32).collect();
+        let shift: Vec<f32> =
+            beta.iter().zip(mean).zip(&scale).map(|((&b, &m), &s)| (b as f64 - m as f64 * s as f64) as f32).collect();
         (self.push(&scale), self.push(&shift))
     }
 }
@@ -438,7 +508,9 @@ impl Plan {
         let normed = arena.alloc(n_in);
         let d_normed = arena.alloc(n_in);
         fwd.push(Op::affine_act(input, normed, norm_scale, norm_shift, 3, hw0, n_in, ACT_NONE, 0.0));
-        bwd_rev.push(Op::affine_act_backward(input, d_normed, input_grad, norm_scale, norm_shift, 3, hw0, n_in, ACT_NONE, 0.0, false));
+        bwd_rev.push(Op::affine_act_backward(
+            input, d_normed, input_grad, norm_scale, norm_shift, 3, hw0, n_in, ACT_NONE, 0.0, false,
+        ));
 
         // Stem.
         let g = ConvGeometry::new(3, spec.widths[0], IMAGE_SIZE, 3, 1, Padding::Symmetric);
@@ -478,14 +550,38 @@ impl Plan {
             // Backward of this block, in reverse order (pushed reversed below).
             let mut back = Vec::new();
             back.push(Op::conv(Kernel::ConvBackwardInput, d_next, w2, d_b, &g2, batch, false));
-            back.push(Op::affine_act_backward(c1, d_b, d_c1, bn1_s, bn1_t, cout, out_size * out_size, n_out, act, 0.0, false));
+            back.push(Op::affine_act_backward(
+                c1,
+                d_b,
+                d_c1,
+                bn1_s,
+                bn1_t,
+                cout,
+                out_size * out_size,
+                n_out,
+                act,
+                0.0,
+                false,
+            ));
             back.push(Op::conv(Kernel::ConvBackwardInput, d_c1, w1, d_a, &g1, batch, false));
             let has_shortcut = stride != 1 || cin != cout;
             match (has_shortcut, spec.shortcut) {
                 (false, _) => {
                     fwd.push(Op::add(c2, h, next, n_out));
                     back.push(Op::copy(d_next, d_h, n_out));
-                    back.push(Op::affine_act_backward(h, d_a, d_h, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0, true));
+                    back.push(Op::affine_act_backward(
+                        h,
+                        d_a,
+                        d_h,
+                        bn0_s,
+                        bn0_t,
+                        cin,
+                        size * size,
+                        n_inp,
+                        act,
+                        0.0,
+                        true,
+                    ));
                 }
                 (true, Shortcut::Conv1x1) => {
                     let gs = ConvGeometry::new(cin, cout, size, 1, stride, spec.padding);
@@ -494,7 +590,19 @@ impl Plan {
                     fwd.push(Op::conv_forward(a, ws, s, &gs, batch, conv));
                     fwd.push(Op::add(c2, s, next, n_out));
                     back.push(Op::conv(Kernel::ConvBackwardInput, d_next, ws, d_a, &gs, batch, true));
-                    back.push(Op::affine_act_backward(h, d_a, d_h, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0, false));
+                    back.push(Op::affine_act_backward(
+                        h,
+                        d_a,
+                        d_h,
+                        bn0_s,
+                        bn0_t,
+                        cin,
+                        size * size,
+                        n_inp,
+                        act,
+                        0.0,
+                        false,
+                    ));
                 }
                 (true, Shortcut::Conv3x3) => {
                     let gs = ConvGeometry::new(cin, cout, size, 3, stride, spec.padding);
@@ -503,7 +611,19 @@ impl Plan {
                     fwd.push(Op::conv_forward(h, ws, s, &gs, batch, conv));
                     fwd.push(Op::add(c2, s, next, n_out));
                     back.push(Op::conv(Kernel::ConvBackwardInput, d_next, ws, d_h, &gs, batch, false));
-                    back.push(Op::affine_act_backward(h, d_a, d_h, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0, true));
+                    back.push(Op::affine_act_backward(
+                        h,
+                        d_a,
+                        d_h,
+                        bn0_s,
+                        bn0_t,
+                        cin,
+                        size * size,
+                        n_inp,
+                        act,
+                        0.0,
+                        true,
+                    ));
                 }
             }
             bwd_rev.extend(back.into_iter().rev());
@@ -550,7 +670,11 @@ impl Plan {
                     let y = arena.alloc(batch * w);
                     let dy = arena.alloc(batch * w);
                     fwd.push(Op::linear(x, lw, z, batch, nin, w, None));
-                    let (s, t) = if i > 0 { pack.batch_norm(weights, &format!("discriminator.hidden.{i}.bn"), 1e-5) } else { (ones, zeros) };
+                    let (s, t) = if i > 0 {
+                        pack.batch_norm(weights, &format!("discriminator.hidden.{i}.bn"), 1e-5)
+                    } else {
+                        (ones, zeros)
+                    };
                     fwd.push(Op::affine_act(z, y, s, t, w, 1, batch * w, ACT_LEAKY, d.slope));
                     bwd_rev.push(Op::linear_backward(dz, lw, dx, batch, nin, w));
                     bwd_rev.push(Op::affine_act_backward(z, dy, dz, s, t, w, 1, batch * w, ACT_LEAKY, d.slope, false));

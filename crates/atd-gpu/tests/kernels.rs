@@ -2,9 +2,9 @@
 //! inputs (small multiples of 1/16: every f32 product and sum is exact, so the order of the
 //! additions cannot matter). Swish and softmax use exp, so they are compared with a tolerance.
 
+use atd_core::card::Padding;
 use atd_gpu::gpu::Gpu;
 use atd_gpu::plan::{ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_SWISH, ConvGeometry, Kernel, Op};
-use atd_core::card::Padding;
 
 fn gpu() -> Gpu {
     pollster::block_on(Gpu::new()).expect("a GPU adapter: install mesa-vulkan-drivers for lavapipe")
@@ -26,8 +26,15 @@ fn both(gpu: &Gpu, op: Op, weights: &[f32], arena: &[f32]) -> (Vec<f32>, Vec<f32
 
 fn assert_bit_exact(name: &str, cpu: &[f32], gpu: &[f32]) {
     let mismatches: Vec<usize> = (0..cpu.len()).filter(|&i| cpu[i].to_bits() != gpu[i].to_bits()).collect();
-    assert!(mismatches.is_empty(), "{name}: {} of {} values differ, first at {}: cpu {} gpu {}", mismatches.len(), cpu.len(),
-        mismatches[0], cpu[mismatches[0]], gpu[mismatches[0]]);
+    assert!(
+        mismatches.is_empty(),
+        "{name}: {} of {} values differ, first at {}: cpu {} gpu {}",
+        mismatches.len(),
+        cpu.len(),
+        mismatches[0],
+        cpu[mismatches[0]],
+        gpu[mismatches[0]]
+    );
 }
 
 fn assert_close(name: &str, cpu: &[f32], gpu: &[f32], tol: f32) {
@@ -44,7 +51,13 @@ fn convolutions_match_the_cpu_bit_for_bit() {
     let gpu = gpu();
     let batch = 2;
     for (cin, cout, size) in [(5, 6, 8), (19, 20, 10)] {
-        for (k, stride, padding) in [(3, 1, Padding::Symmetric), (3, 2, Padding::Symmetric), (3, 2, Padding::Same), (1, 2, Padding::Same), (1, 1, Padding::Symmetric)] {
+        for (k, stride, padding) in [
+            (3, 1, Padding::Symmetric),
+            (3, 2, Padding::Symmetric),
+            (3, 2, Padding::Same),
+            (1, 2, Padding::Same),
+            (1, 1, Padding::Symmetric),
+        ] {
             let g = ConvGeometry::new(cin, cout, size, k, stride, padding);
             let (n_in, n_out) = (batch * g.cin * g.hin * g.win, batch * g.cout * g.hout * g.wout);
             let weights = dyadic(g.cout * g.cin * k * k + 3, 1);
@@ -56,7 +69,11 @@ fn convolutions_match_the_cpu_bit_for_bit() {
                     Op::conv(Kernel::ConvBackwardInput, n_in, 3, n_in + n_out, &g, batch, accumulate),
                 ] {
                     let (c, gp) = both(&gpu, op, &weights, &arena);
-                    assert_bit_exact(&format!("{:?} {cin}->{cout} k{k} s{stride} {padding:?} accumulate {accumulate}", op.kernel), &c, &gp);
+                    assert_bit_exact(
+                        &format!("{:?} {cin}->{cout} k{k} s{stride} {padding:?} accumulate {accumulate}", op.kernel),
+                        &c,
+                        &gp,
+                    );
                 }
             }
         }
@@ -67,14 +84,20 @@ fn convolutions_match_the_cpu_bit_for_bit() {
 fn conv_backward_is_the_adjoint_of_conv_forward() {
     // <conv(x), y> == <x, conv_backward(y)> exactly on dyadic data: the CPU reference's two
     // directions are consistent (so GPU == CPU means GPU gradients are right too).
-    for (k, stride, padding) in [(3, 1, Padding::Symmetric), (3, 2, Padding::Same), (3, 2, Padding::Symmetric), (1, 2, Padding::Same)] {
+    for (k, stride, padding) in
+        [(3, 1, Padding::Symmetric), (3, 2, Padding::Same), (3, 2, Padding::Symmetric), (1, 2, Padding::Same)]
+    {
         let g = ConvGeometry::new(3, 4, 8, k, stride, padding);
         let (n_in, n_out) = (g.cin * g.hin * g.win, g.cout * g.hout * g.wout);
         let weights = dyadic(g.cout * g.cin * k * k, 3);
         let mut a = dyadic(n_in + n_out, 4);
         a.extend(vec![0.0; n_out + n_in]);
         atd_gpu::cpu::run(&Op::conv(Kernel::ConvForward, 0, 0, n_in + n_out, &g, 1, false), &weights, &mut a);
-        atd_gpu::cpu::run(&Op::conv(Kernel::ConvBackwardInput, n_in, 0, n_in + 2 * n_out, &g, 1, false), &weights, &mut a);
+        atd_gpu::cpu::run(
+            &Op::conv(Kernel::ConvBackwardInput, n_in, 0, n_in + 2 * n_out, &g, 1, false),
+            &weights,
+            &mut a,
+        );
         let lhs: f64 = (0..n_out).map(|i| a[n_in + n_out + i] as f64 * a[n_in + i] as f64).sum();
         let rhs: f64 = (0..n_in).map(|i| a[i] as f64 * a[n_in + 2 * n_out + i] as f64).sum();
         assert_eq!(lhs, rhs, "k{k} s{stride} {padding:?}");
@@ -113,7 +136,8 @@ fn elementwise_dense_and_attack_kernels_match_the_cpu() {
     ];
     for act in [ACT_NONE, ACT_RELU, ACT_LEAKY] {
         for accumulate in [false, true] {
-            exact.push(("affine backward", Op::affine_act_backward(0, n, 2 * n, 0, 8, c, hw, n, act, 0.25, accumulate)));
+            exact
+                .push(("affine backward", Op::affine_act_backward(0, n, 2 * n, 0, 8, c, hw, n, act, 0.25, accumulate)));
         }
     }
     for (name, op) in exact {

@@ -9,7 +9,8 @@ fn main() -> anyhow::Result<()> {
     let families: Vec<&str> = TRAIN_FAMILIES.iter().chain(&VAL_FAMILIES).copied().collect();
     let (per_row, scale, cell) = (8u32, 2u32, 66u32);
     let set = procedural(&families, families.len() * per_row as usize, 1);
-    let mut sheet = image::RgbImage::from_pixel(per_row * cell, families.len() as u32 * cell, image::Rgb([255, 255, 255]));
+    let mut sheet =
+        image::RgbImage::from_pixel(per_row * cell, families.len() as u32 * cell, image::Rgb([255, 255, 255]));
     for i in 0..set.len() {
         let (row, col) = ((i % families.len()) as u32, (i / families.len()) as u32);
         let chw = set.image(i);

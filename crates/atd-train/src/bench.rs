@@ -43,7 +43,8 @@ pub fn measure(spec: ExtractorSpec, batch: usize, iterations: usize, device: &De
         let grads = GradientsParams::from_grads(loss.backward(), &model.net);
         model.net = optim.step(0.01, model.net.clone(), grads);
         // Reading a parameter back waits for the step to finish on asynchronous backends.
-        let _ = crate::model::to_vec(model.net.classifier.as_ref().expect("built with a classifier").weight.val().sum());
+        let _ =
+            crate::model::to_vec(model.net.classifier.as_ref().expect("built with a classifier").weight.val().sum());
     };
     let train_seconds = timed(iterations, || train_step(&mut model));
 

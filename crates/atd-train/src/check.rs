@@ -60,7 +60,13 @@ fn zero_gradient_fraction(model: &Model, detector: Detector, data: &EvalData, de
 
 /// Run every check; also returns the evaluations behind them (for the report), the eps sweep
 /// (in `sweep_epsilons` order) first.
-pub fn run(model: &Model, detector: Detector, data: &EvalData, opts: &CheckOptions, device: &Device) -> (Vec<Check>, Vec<Evaluation>) {
+pub fn run(
+    model: &Model,
+    detector: Detector,
+    data: &EvalData,
+    opts: &CheckOptions,
+    device: &Device,
+) -> (Vec<Check>, Vec<Evaluation>) {
     let tol = opts.tolerance;
     let pgd_at = |eps: f32, steps: usize, restarts: usize| {
         let cfg = PgdConfig { restarts, ..PgdConfig::new(eps, steps) };
@@ -69,20 +75,34 @@ pub fn run(model: &Model, detector: Detector, data: &EvalData, opts: &CheckOptio
     let mut checks = Vec::new();
 
     let zero = zero_gradient_fraction(model, detector, data, device);
-    checks.push(Check::new("input gradient is not zero at the clean images", zero == 0.0, format!("{:.1}% of {} images have an all-zero gradient", 100.0 * zero, data.images())));
+    checks.push(Check::new(
+        "input gradient is not zero at the clean images",
+        zero == 0.0,
+        format!("{:.1}% of {} images have an all-zero gradient", 100.0 * zero, data.images()),
+    ));
 
     let epsilons = sweep_epsilons(opts.eps);
     let sweep: Vec<Evaluation> = epsilons.iter().map(|&e| pgd_at(e, opts.steps, 1)).collect();
     let aurocs: Vec<f64> = sweep.iter().map(|e| e.auroc(IN_AND_OUT)).collect();
     let monotone = aurocs.windows(2).all(|w| w[1] <= w[0] + tol);
-    let listing = epsilons.iter().zip(&aurocs).map(|(e, a)| format!("{:.1}/255: {a:.3}", e * 255.0)).collect::<Vec<_>>().join(", ");
+    let listing = epsilons
+        .iter()
+        .zip(&aurocs)
+        .map(|(e, a)| format!("{:.1}/255: {a:.3}", e * 255.0))
+        .collect::<Vec<_>>()
+        .join(", ");
     checks.push(Check::new("AUROC does not rise with eps", monotone, listing));
 
     let huge = pgd_at(opts.huge_eps, opts.steps, 1);
     checks.push(Check::new(
         "a huge eps breaks the detector",
         huge.auroc(IN_AND_OUT) <= opts.broken_auroc,
-        format!("In-and-Out AUROC {:.3} at eps {:.0}/255 (must be <= {})", huge.auroc(IN_AND_OUT), opts.huge_eps * 255.0, opts.broken_auroc),
+        format!(
+            "In-and-Out AUROC {:.3} at eps {:.0}/255 (must be <= {})",
+            huge.auroc(IN_AND_OUT),
+            opts.huge_eps * 255.0,
+            opts.broken_auroc
+        ),
     ));
 
     let white_box = &sweep[3];
@@ -109,11 +129,22 @@ pub fn run(model: &Model, detector: Detector, data: &EvalData, opts: &CheckOptio
     let mut evaluations = sweep;
     evaluations.extend([huge, longer, restarted, noise]);
     if let Some((source, source_detector, name)) = &opts.transfer {
-        let transferred = evaluate(model, detector, data, &Attack::transfer(source, *source_detector, name.clone(), opts.eps), device);
+        let transferred = evaluate(
+            model,
+            detector,
+            data,
+            &Attack::transfer(source, *source_detector, name.clone(), opts.eps),
+            device,
+        );
         checks.push(Check::new(
             "a transferred FGSM hurts less than the white-box attack",
             transferred.auroc(IN_AND_OUT) + tol >= base,
-            format!("FGSM from {name} ({}): {:.3}, PGD-{}: {base:.3}", source_detector.name(), transferred.auroc(IN_AND_OUT), opts.steps),
+            format!(
+                "FGSM from {name} ({}): {:.3}, PGD-{}: {base:.3}",
+                source_detector.name(),
+                transferred.auroc(IN_AND_OUT),
+                opts.steps
+            ),
         ));
         evaluations.push(transferred);
     }

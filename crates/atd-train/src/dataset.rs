@@ -23,7 +23,11 @@ pub fn data_dir(flag: Option<&Path>) -> PathBuf {
 /// Read a set by file name inside the data pack (or by a path of its own): CIFAR-style `.bin`
 /// records, or an ImageFolder tree as a folder or `.zip`.
 pub fn load_set(data_dir: &Path, name: &str) -> anyhow::Result<ImageSet> {
-    let path = if Path::new(name).is_absolute() || Path::new(name).exists() { PathBuf::from(name) } else { data_dir.join(name) };
+    let path = if Path::new(name).is_absolute() || Path::new(name).exists() {
+        PathBuf::from(name)
+    } else {
+        data_dir.join(name)
+    };
     anyhow::ensure!(
         path.exists(),
         "data set {} not found (set --data-dir or ATD_DATA to the data pack folder)",

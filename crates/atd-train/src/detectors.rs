@@ -9,8 +9,7 @@ use burn::tensor::activation::{log_softmax, sigmoid};
 
 use crate::model::Model;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[derive(clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Detector {
     /// ATD: the discriminator's probability that the extractor's feature is in-distribution.
@@ -149,7 +148,8 @@ impl Model {
         let v = self.logits_from_features(f);
         let [b, c] = v.dims();
         let mav = om.mav.val();
-        let dist = (v.clone().unsqueeze_dim::<3>(1) - mav.unsqueeze_dim::<3>(0)).powf_scalar(2.0).sum_dim(2).reshape([b, c]);
+        let dist =
+            (v.clone().unsqueeze_dim::<3>(1) - mav.unsqueeze_dim::<3>(0)).powf_scalar(2.0).sum_dim(2).reshape([b, c]);
         let dist = (dist + 1e-12).sqrt();
         let weibull = om.weibull.val();
         let shape = weibull.clone().narrow(1, 0, 1).reshape([1, c]);

@@ -12,8 +12,8 @@ use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
 use crate::model::{argmax_rows, to_vec};
+use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
 use crate::{Detector, Model, dataset};
 
 pub const SETTINGS: [&str; 4] = ["Clean", "In", "Out", "In-and-Out"];
@@ -72,7 +72,14 @@ impl<'a> Attack<'a> {
 
     /// Perturb `x` against `target`'s detector (or the source's): in-distribution images
     /// (`towards_out`) to lower the score, OOD images to raise it.
-    pub fn perturb(&self, target: &Model, detector: Detector, x: &Tensor<4>, labels: &[usize], towards_out: bool) -> Tensor<4> {
+    pub fn perturb(
+        &self,
+        target: &Model,
+        detector: Detector,
+        x: &Tensor<4>,
+        labels: &[usize],
+        towards_out: bool,
+    ) -> Tensor<4> {
         let cfg = &self.cfg;
         if cfg.eps == 0.0 || (cfg.steps == 0 && self.kind != AttackKind::Noise) {
             return x.clone();
@@ -126,7 +133,15 @@ impl SetScores {
 }
 
 /// Clean and attacked scores of `set` (all of it).
-pub fn scores_under_attack(model: &Model, detector: Detector, set: &ImageSet, towards_out: bool, attack: &Attack, device: &Device, bar: &indicatif::ProgressBar) -> SetScores {
+pub fn scores_under_attack(
+    model: &Model,
+    detector: Detector,
+    set: &ImageSet,
+    towards_out: bool,
+    attack: &Attack,
+    device: &Device,
+    bar: &indicatif::ProgressBar,
+) -> SetScores {
     let idx: Vec<usize> = (0..set.len()).collect();
     let with_accuracy = towards_out && model.card.classifier.is_some();
     let mut s = SetScores::default();
@@ -134,7 +149,10 @@ pub fn scores_under_attack(model: &Model, detector: Detector, set: &ImageSet, to
         let x = dataset::images(set, chunk, None, device);
         let labels = dataset::labels(set, chunk);
         s.clean.extend(to_vec(model.score(detector, x.clone())));
-        let batch_attack = Attack { cfg: PgdConfig { seed: attack.cfg.seed.wrapping_add(b as u64 * 7919), ..attack.cfg.clone() }, ..attack.clone() };
+        let batch_attack = Attack {
+            cfg: PgdConfig { seed: attack.cfg.seed.wrapping_add(b as u64 * 7919), ..attack.cfg.clone() },
+            ..attack.clone()
+        };
         let adv = batch_attack.perturb(model, detector, &x, &labels, towards_out);
         s.attacked.extend(to_vec(model.score(detector, adv.clone())));
         if with_accuracy {
@@ -189,7 +207,13 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
-    pub fn from_scores(detector: Detector, attack: String, eps: f32, in_scores: SetScores, out_scores: Vec<SetScores>) -> Self {
+    pub fn from_scores(
+        detector: Detector,
+        attack: String,
+        eps: f32,
+        in_scores: SetScores,
+        out_scores: Vec<SetScores>,
+    ) -> Self {
         let sets: Vec<SetResult> = out_scores
             .iter()
             .map(|o| SetResult {
@@ -203,7 +227,8 @@ impl Evaluation {
                 ],
             })
             .collect();
-        let average = (0..SETTINGS.len()).map(|k| mean(&sets.iter().map(|s| &s.metrics[k]).collect::<Vec<_>>())).collect();
+        let average =
+            (0..SETTINGS.len()).map(|k| mean(&sets.iter().map(|s| &s.metrics[k]).collect::<Vec<_>>())).collect();
         Self {
             detector,
             attack,
@@ -229,7 +254,13 @@ impl Evaluation {
         let (in_b, outs_b) = &other.scores;
         let in_worst = SetScores { correct_clean: Vec::new(), ..in_a.worst(in_b, true) };
         let outs = outs_a.iter().zip(outs_b).map(|(a, b)| a.worst(b, false)).collect();
-        let mut worst = Evaluation::from_scores(self.detector, format!("worst case of {} and {}", self.attack, other.attack), self.eps, in_worst, outs);
+        let mut worst = Evaluation::from_scores(
+            self.detector,
+            format!("worst case of {} and {}", self.attack, other.attack),
+            self.eps,
+            in_worst,
+            outs,
+        );
         worst.seconds = self.seconds + other.seconds;
         worst
     }
@@ -248,7 +279,9 @@ impl Evaluation {
         }
         s += "\n|---|---|";
         s += &"---|".repeat(SETTINGS.len());
-        let cell = |m: &OodMetrics| format!(" {:.3} / {:.3} / {:.3} / {:.3} |", m.auroc, m.fpr_at_95_tpr, m.aupr_in, m.aupr_out);
+        let cell = |m: &OodMetrics| {
+            format!(" {:.3} / {:.3} / {:.3} / {:.3} |", m.auroc, m.fpr_at_95_tpr, m.aupr_in, m.aupr_out)
+        };
         for set in &self.sets {
             s += &format!("\n| {} | {} |", set.name, set.images);
             for m in &set.metrics {
@@ -261,7 +294,9 @@ impl Evaluation {
         }
         s += "\n";
         if let (Some(clean), Some(attacked)) = (self.accuracy_clean, self.accuracy_attacked) {
-            s += &format!("\nclassifier accuracy on the in-distribution images: {clean:.3} clean, {attacked:.3} attacked\n");
+            s += &format!(
+                "\nclassifier accuracy on the in-distribution images: {clean:.3} clean, {attacked:.3} attacked\n"
+            );
         }
         s
     }
@@ -350,7 +385,13 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     if let Some(hit) = cached.as_ref().and_then(|(c, path)| c.read(path)) {
         let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, hit.in_scores, hit.out_scores);
         result.seconds = hit.seconds;
-        eprintln!("{} under {}: from the cache (computed in {:.0} s), In-and-Out AUROC {:.3}", detector.name(), result.attack, result.seconds, result.auroc(3));
+        eprintln!(
+            "{} under {}: from the cache (computed in {:.0} s), In-and-Out AUROC {:.3}",
+            detector.name(),
+            result.attack,
+            result.seconds,
+            result.auroc(3)
+        );
         return result;
     }
     let started = std::time::Instant::now();
@@ -359,7 +400,10 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     let outs: Vec<SetScores> = data
         .out_sets
         .iter()
-        .map(|(set_name, set)| SetScores { name: set_name.clone(), ..scores_under_attack(model, detector, set, false, attack, device, &bar) })
+        .map(|(set_name, set)| SetScores {
+            name: set_name.clone(),
+            ..scores_under_attack(model, detector, set, false, attack, device, &bar)
+        })
         .collect();
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
@@ -369,12 +413,25 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs);
     result.seconds = seconds;
     // A line per evaluation: what a log keeps when stderr is not a terminal (no bar).
-    eprintln!("{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}", detector.name(), result.attack, data.images(), result.seconds, result.auroc(3));
+    eprintln!(
+        "{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}",
+        detector.name(),
+        result.attack,
+        data.images(),
+        result.seconds,
+        result.auroc(3)
+    );
     result
 }
 
 /// Evaluate under each attack, then (with more than one) their per-image worst case.
-pub fn evaluate_all(model: &Model, detector: Detector, data: &EvalData, attacks: &[Attack], device: &Device) -> Vec<Evaluation> {
+pub fn evaluate_all(
+    model: &Model,
+    detector: Detector,
+    data: &EvalData,
+    attacks: &[Attack],
+    device: &Device,
+) -> Vec<Evaluation> {
     let mut results: Vec<Evaluation> = attacks.iter().map(|a| evaluate(model, detector, data, a, device)).collect();
     if results.len() > 1 {
         let mut worst = results[1..].iter().fold(results[0].clone(), |acc, e| acc.worst_with(e));

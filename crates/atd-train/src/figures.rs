@@ -39,12 +39,20 @@ const FONT_PATHS: [&str; 4] = [
 pub fn init_font() -> anyhow::Result<()> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
-        let candidates: Vec<PathBuf> = std::env::var_os("ATD_FONT").map(PathBuf::from).into_iter().chain(FONT_PATHS.iter().map(PathBuf::from)).collect();
+        let candidates: Vec<PathBuf> = std::env::var_os("ATD_FONT")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(FONT_PATHS.iter().map(PathBuf::from))
+            .collect();
         let path = candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-            format!("no TrueType font for the figures: install fonts-dejavu-core or set ATD_FONT (looked at {candidates:?})")
+            format!(
+                "no TrueType font for the figures: install fonts-dejavu-core or set ATD_FONT (looked at {candidates:?})"
+            )
         })?;
-        let bytes: &'static [u8] = Box::leak(std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?.into_boxed_slice());
-        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| format!("{} is not a usable font", path.display()))
+        let bytes: &'static [u8] =
+            Box::leak(std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?.into_boxed_slice());
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+            .map_err(|_| format!("{} is not a usable font", path.display()))
     })
     .clone()
     .map_err(anyhow::Error::msg)
@@ -55,7 +63,12 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
 }
 
 /// Draw into an RGB buffer and save it as PNG.
-fn save_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn save_png(
+    path: &Path,
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(DrawingArea<BitMapBackend, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     init_font()?;
     let mut buffer = vec![0u8; (width * height * 3) as usize];
     {
@@ -64,7 +77,10 @@ fn save_png(path: &Path, width: u32, height: u32, draw: impl FnOnce(DrawingArea<
         draw(root.clone())?;
         root.present().map_err(err)?;
     }
-    image::RgbImage::from_raw(width, height, buffer).expect("buffer of the right size").save(path).with_context(|| format!("writing {}", path.display()))
+    image::RgbImage::from_raw(width, height, buffer)
+        .expect("buffer of the right size")
+        .save(path)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Normalised histogram of `values` over `bins` equal bins of `[lo, hi]`, as a step line.
@@ -87,9 +103,15 @@ fn histogram_steps(values: &[f32], lo: f64, hi: f64, bins: usize) -> Vec<(f64, f
 }
 
 /// One histogram panel with labelled series.
-fn histogram_panel(area: &DrawingArea<BitMapBackend, Shift>, caption: &str, range: (f64, f64), series: &[(&str, &[f32], RGBColor)]) -> anyhow::Result<()> {
+fn histogram_panel(
+    area: &DrawingArea<BitMapBackend, Shift>,
+    caption: &str,
+    range: (f64, f64),
+    series: &[(&str, &[f32], RGBColor)],
+) -> anyhow::Result<()> {
     const BINS: usize = 40;
-    let lines: Vec<Vec<(f64, f64)>> = series.iter().map(|(_, v, _)| histogram_steps(v, range.0, range.1, BINS)).collect();
+    let lines: Vec<Vec<(f64, f64)>> =
+        series.iter().map(|(_, v, _)| histogram_steps(v, range.0, range.1, BINS)).collect();
     let top = lines.iter().flatten().map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.1;
     let mut chart = ChartBuilder::on(area)
         .caption(caption, ("sans-serif", 18))
@@ -98,7 +120,13 @@ fn histogram_panel(area: &DrawingArea<BitMapBackend, Shift>, caption: &str, rang
         .y_label_area_size(50)
         .build_cartesian_2d(range.0..range.1, 0.0..top)
         .map_err(err)?;
-    chart.configure_mesh().x_desc("detector score (higher = in-distribution)").y_desc("fraction").label_style(("sans-serif", 12)).draw().map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc("detector score (higher = in-distribution)")
+        .y_desc("fraction")
+        .label_style(("sans-serif", 12))
+        .draw()
+        .map_err(err)?;
     for ((label, _, colour), line) in series.iter().zip(lines) {
         let colour = *colour;
         chart
@@ -107,32 +135,60 @@ fn histogram_panel(area: &DrawingArea<BitMapBackend, Shift>, caption: &str, rang
             .label(*label)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
     }
-    chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 13)).draw().map_err(err)
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)
 }
 
 /// Paper Fig. 2: the score distributions of in- and out-of-distribution images, clean (left)
 /// and with both attacked (right).
-pub fn score_histograms(path: &Path, title: &str, in_clean: &[f32], in_attacked: &[f32], out_clean: &[f32], out_attacked: &[f32]) -> anyhow::Result<()> {
+pub fn score_histograms(
+    path: &Path,
+    title: &str,
+    in_clean: &[f32],
+    in_attacked: &[f32],
+    out_clean: &[f32],
+    out_attacked: &[f32],
+) -> anyhow::Result<()> {
     let all = in_clean.iter().chain(in_attacked).chain(out_clean).chain(out_attacked);
     let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v as f64), hi.max(v as f64)));
     let range = if lo < hi { (lo, hi) } else { (lo - 0.5, lo + 0.5) };
     save_png(path, WIDTH, HEIGHT, |root| {
         let root = root.titled(title, ("sans-serif", 20)).map_err(err)?;
         let (left, right) = root.split_horizontally(WIDTH / 2);
-        histogram_panel(&left, "clean", range, &[("in, clean", in_clean, IN_CLEAN), ("OOD, clean", out_clean, OUT_CLEAN)])?;
-        histogram_panel(&right, "in and OOD attacked", range, &[("in, attacked", in_attacked, IN_ATTACKED), ("OOD, attacked", out_attacked, OUT_ATTACKED)])
+        histogram_panel(
+            &left,
+            "clean",
+            range,
+            &[("in, clean", in_clean, IN_CLEAN), ("OOD, clean", out_clean, OUT_CLEAN)],
+        )?;
+        histogram_panel(
+            &right,
+            "in and OOD attacked",
+            range,
+            &[("in, attacked", in_attacked, IN_ATTACKED), ("OOD, attacked", out_attacked, OUT_ATTACKED)],
+        )
     })
 }
 
 /// Points (FPR, TPR) of the ROC curve, in-distribution as positives.
 pub fn roc_points(in_scores: &[f32], out_scores: &[f32]) -> Vec<(f64, f64)> {
-    let mut all: Vec<(f32, bool)> = in_scores.iter().map(|&s| (s, true)).chain(out_scores.iter().map(|&s| (s, false))).collect();
+    let mut all: Vec<(f32, bool)> =
+        in_scores.iter().map(|&s| (s, true)).chain(out_scores.iter().map(|&s| (s, false))).collect();
     all.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (p, n) = (in_scores.len().max(1) as f64, out_scores.len().max(1) as f64);
     let (mut tp, mut fp) = (0.0, 0.0);
     let mut points = vec![(0.0, 0.0)];
     for (k, &(score, positive)) in all.iter().enumerate() {
-        if positive { tp += 1.0 } else { fp += 1.0 }
+        if positive {
+            tp += 1.0
+        } else {
+            fp += 1.0
+        }
         // One point per distinct threshold.
         if all.get(k + 1).is_none_or(|next| next.0 != score) {
             points.push((fp / n, tp / p));
@@ -162,7 +218,13 @@ impl LineFigure<'_> {
                 .y_label_area_size(50)
                 .build_cartesian_2d(0.0..self.x_max, 0.0..1.0)
                 .map_err(err)?;
-            chart.configure_mesh().x_desc(self.axes.0).y_desc(self.axes.1).label_style(("sans-serif", 12)).draw().map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(self.axes.0)
+                .y_desc(self.axes.1)
+                .label_style(("sans-serif", 12))
+                .draw()
+                .map_err(err)?;
             chart.draw_series(LineSeries::new(self.reference.to_vec(), BLACK.mix(0.3))).map_err(err)?;
             for (k, (label, points)) in lines.into_iter().enumerate() {
                 let colour = PALETTE[k % PALETTE.len()];
@@ -173,7 +235,14 @@ impl LineFigure<'_> {
                     .label(label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(2)));
             }
-            chart.configure_series_labels().position(self.legend).background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(err)
+            chart
+                .configure_series_labels()
+                .position(self.legend)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(err)
         })
     }
 }

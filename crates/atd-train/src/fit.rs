@@ -12,7 +12,12 @@ pub struct MahalanobisFit {
 
 /// `features` is `[N, F]` row-major; `labels` in 0..classes. A small ridge keeps the covariance
 /// invertible when N is small relative to F.
-pub fn fit_mahalanobis(features: &[f32], labels: &[usize], classes: usize, dim: usize) -> anyhow::Result<MahalanobisFit> {
+pub fn fit_mahalanobis(
+    features: &[f32],
+    labels: &[usize],
+    classes: usize,
+    dim: usize,
+) -> anyhow::Result<MahalanobisFit> {
     let n = labels.len();
     anyhow::ensure!(features.len() == n * dim, "features and labels disagree on the sample count");
     let mut means = vec![0f64; classes * dim];
@@ -27,7 +32,8 @@ pub fn fit_mahalanobis(features: &[f32], labels: &[usize], classes: usize, dim: 
         anyhow::ensure!(count > 0, "class {c} has no training sample; cannot fit its mean");
         means[c * dim..(c + 1) * dim].iter_mut().for_each(|m| *m /= count as f64);
     }
-    let background_mean: Vec<f64> = (0..dim).map(|j| features.iter().skip(j).step_by(dim).map(|&v| v as f64).sum::<f64>() / n as f64).collect();
+    let background_mean: Vec<f64> =
+        (0..dim).map(|j| features.iter().skip(j).step_by(dim).map(|&v| v as f64).sum::<f64>() / n as f64).collect();
     let mut class_cov = vec![0f64; dim * dim];
     let mut background_cov = vec![0f64; dim * dim];
     for (row, &y) in features.chunks_exact(dim).zip(labels) {
@@ -88,7 +94,12 @@ pub fn invert_spd(a: &[f64], n: usize) -> anyhow::Result<Vec<f64>> {
 /// training samples, and a Weibull fit (shape, scale, location) to the `tail_size` largest
 /// distances to it. Location is set just below the smallest tail distance (as libMR's FitHigh
 /// translates the tail), shape and scale by maximum likelihood.
-pub fn fit_openmax(logits: &[f32], labels: &[usize], classes: usize, tail_size: usize) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
+pub fn fit_openmax(
+    logits: &[f32],
+    labels: &[usize],
+    classes: usize,
+    tail_size: usize,
+) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
     let rows: Vec<&[f32]> = logits.chunks_exact(classes).collect();
     let argmax = |r: &[f32]| r.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap();
     let mut mav = vec![0f32; classes * classes];
@@ -101,7 +112,8 @@ pub fn fit_openmax(logits: &[f32], labels: &[usize], classes: usize, tail_size: 
             members = of_class().map(|(r, _)| *r).collect();
         }
         anyhow::ensure!(members.len() >= 2, "class {c} has fewer than 2 samples; cannot fit OpenMax");
-        let mean: Vec<f32> = (0..classes).map(|j| members.iter().map(|r| r[j]).sum::<f32>() / members.len() as f32).collect();
+        let mean: Vec<f32> =
+            (0..classes).map(|j| members.iter().map(|r| r[j]).sum::<f32>() / members.len() as f32).collect();
         let mut dists: Vec<f64> = members
             .iter()
             .map(|r| r.iter().zip(&mean).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt())
@@ -172,7 +184,16 @@ mod tests {
     #[test]
     fn mahalanobis_fit_on_two_clusters() {
         // Class 0 around (0,0), class 1 around (10,0), spread +-1 on each axis.
-        let pts = [(-1.0, -1.0, 0), (1.0, 1.0, 0), (-1.0, 1.0, 0), (1.0, -1.0, 0), (9.0, -1.0, 1), (11.0, 1.0, 1), (9.0, 1.0, 1), (11.0, -1.0, 1)];
+        let pts = [
+            (-1.0, -1.0, 0),
+            (1.0, 1.0, 0),
+            (-1.0, 1.0, 0),
+            (1.0, -1.0, 0),
+            (9.0, -1.0, 1),
+            (11.0, 1.0, 1),
+            (9.0, 1.0, 1),
+            (11.0, -1.0, 1),
+        ];
         let features: Vec<f32> = pts.iter().flat_map(|p| [p.0, p.1]).collect();
         let labels: Vec<usize> = pts.iter().map(|p| p.2).collect();
         let fit = fit_mahalanobis(&features, &labels, 2, 2).unwrap();

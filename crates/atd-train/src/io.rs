@@ -18,7 +18,8 @@ impl Model {
         let mut store = SafetensorsStore::from_bytes(None).metadata(CARD_METADATA_KEY, self.card.to_json());
         self.net.valid().save_into(&mut store).map_err(|e| anyhow::anyhow!("exporting tensors: {e}"))?;
         let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
-        let weights = Weights::from_bytes(&bytes).context("the exported file breaks the weights contract (a bug in atd-train)")?;
+        let weights = Weights::from_bytes(&bytes)
+            .context("the exported file breaks the weights contract (a bug in atd-train)")?;
         Ok(atd_core::weights::write_weights(&weights.card, &weights.tensors))
     }
 

@@ -173,7 +173,11 @@ struct DataArgs {
     #[arg(long = "in", default_value = "cifar10-test.bin")]
     in_set: String,
     /// OOD test sets inside the data pack, comma-separated.
-    #[arg(long = "out", value_delimiter = ',', default_value = "mnist-test.bin,tinyimagenet-test.bin,flowers102-32.bin,coil100-32.bin,dtd10-32.bin,cifar100-mixed.bin")]
+    #[arg(
+        long = "out",
+        value_delimiter = ',',
+        default_value = "mnist-test.bin,tinyimagenet-test.bin,flowers102-32.bin,coil100-32.bin,dtd10-32.bin,cifar100-mixed.bin"
+    )]
     out_sets: Vec<String>,
     /// In-distribution images used, the first N (default 1000; check: 200).
     #[arg(long)]
@@ -193,7 +197,12 @@ impl DataArgs {
         let outs = self
             .out_sets
             .iter()
-            .map(|name| Ok((name.trim_end_matches(".bin").to_string(), dataset::load_set(&data, name)?.truncated(self.out_limit.unwrap_or(out_limit)))))
+            .map(|name| {
+                Ok((
+                    name.trim_end_matches(".bin").to_string(),
+                    dataset::load_set(&data, name)?.truncated(self.out_limit.unwrap_or(out_limit)),
+                ))
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok((in_set, outs))
     }
@@ -332,9 +341,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let (in_set, out_sets) = data.load(1000, 500)?;
             let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
-            let cfg = atd_train::PgdConfig { restarts: pgd.restarts, seed: pgd.seed as u64, ..atd_train::PgdConfig::new(pgd.eps, pgd.steps) };
+            let cfg = atd_train::PgdConfig {
+                restarts: pgd.restarts,
+                seed: pgd.seed as u64,
+                ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
+            };
             let source = transfer.load(&device)?;
-            let mut attacks: Vec<_> = attack.iter().map(|&kind| atd_train::eval::Attack::new(kind, cfg.clone())).collect();
+            let mut attacks: Vec<_> =
+                attack.iter().map(|&kind| atd_train::eval::Attack::new(kind, cfg.clone())).collect();
             if let Some((m, d, name)) = &source {
                 attacks.push(atd_train::eval::Attack::transfer(m, *d, name.clone(), pgd.eps));
             }
@@ -345,13 +359,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", result.markdown());
             }
             let images = data.images() * attacks.len();
-            println!("{images} image evaluations in {seconds:.0} s ({:.1}/s) on {}", images as f64 / seconds, weights.display());
+            println!(
+                "{images} image evaluations in {seconds:.0} s ({:.1}/s) on {}",
+                images as f64 / seconds,
+                weights.display()
+            );
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&results)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, serde_json::to_string_pretty(&results)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(())
         }
-        Command::Check { weights, detector, data, eps, steps, tolerance, huge_eps, broken_auroc, transfer, json, backend } => {
+        Command::Check {
+            weights,
+            detector,
+            data,
+            eps,
+            steps,
+            tolerance,
+            huge_eps,
+            broken_auroc,
+            transfer,
+            json,
+            backend,
+        } => {
             let device = backend.device()?;
             let model = Model::load(&weights, &device)?.valid();
             let detector = pick_detector(&model, detector)?;
@@ -367,10 +398,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 transfer: source.as_ref().map(|(m, d, n)| (m, *d, n.clone())),
             };
             let (checks, _) = atd_train::check::run(&model, detector, &data, &opts, &device);
-            println!("{} on {}: {} in-distribution images, {} OOD images, In-and-Out AUROC", detector.name(), weights.display(), in_set.len(), data.images() - in_set.len());
+            println!(
+                "{} on {}: {} in-distribution images, {} OOD images, In-and-Out AUROC",
+                detector.name(),
+                weights.display(),
+                in_set.len(),
+                data.images() - in_set.len()
+            );
             print!("{}", atd_train::check::summary(&checks));
             if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_string_pretty(&checks)?).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, serde_json::to_string_pretty(&checks)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             let failed = checks.iter().filter(|c| !c.pass).count();
             anyhow::ensure!(failed == 0, "{failed} of {} checks failed", checks.len());
@@ -379,7 +417,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { options, data, backend } => {
             let device = backend.device()?;
             let (in_set, out_sets) = data.load(1000, 500)?;
-            atd_train::report::run(&options, &atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None }, &device)
+            atd_train::report::run(
+                &options,
+                &atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None },
+                &device,
+            )
         }
         Command::Toy { out, epochs, seed } => {
             println!("setting\tattacked (closed, open, generated)\tclosed-set margin\topen-set margin");
@@ -392,7 +434,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Digest { weights } => {
             for path in weights {
                 let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let digest = atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
+                let digest =
+                    atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
                 println!("{digest}  {}", path.display());
             }
             Ok(())
@@ -400,8 +443,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench { arch, batch, iterations, backend } => {
             let t = atd_train::bench::measure(arch.spec(), batch, iterations, &backend.device()?)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            println!("train step: {:.1} images/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)", t.train_images_per_second);
-            println!("pgd step:   {:.1} image-steps/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)", t.pgd_image_steps_per_second);
+            println!(
+                "train step: {:.1} images/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)",
+                t.train_images_per_second
+            );
+            println!(
+                "pgd step:   {:.1} image-steps/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)",
+                t.pgd_image_steps_per_second
+            );
             Ok(())
         }
         Command::Train { what: TrainCommand::Extractor { recipe, run } } => {
@@ -427,11 +476,21 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
     }
     let e = &card.extractor;
     let params: usize = weights.tensors.values().map(|t| t.data.len()).sum();
-    println!("file:          {} ({} KiB, {} tensors, {params} values)", path.display(), bytes.len() / 1024, weights.tensors.len());
+    println!(
+        "file:          {} ({} KiB, {} tensors, {params} values)",
+        path.display(),
+        bytes.len() / 1024,
+        weights.tensors.len()
+    );
     println!("format:        {}", card.format);
     println!(
         "extractor:     pre-activation ResNet, widths {:?}, blocks {:?}, {:?}, {:?} shortcut, {:?} padding, feature dim {}",
-        e.widths, e.blocks, e.activation, e.shortcut, e.padding, e.feature_dim()
+        e.widths,
+        e.blocks,
+        e.activation,
+        e.shortcut,
+        e.padding,
+        e.feature_dim()
     );
     println!("               input mean {:?}, std {:?}", e.input_mean, e.input_std);
     match card.classifier {
@@ -467,7 +526,10 @@ fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result
     let device = backend.device()?;
     let model = Model::load(path, &device)?.valid();
     let detectors = model.detectors();
-    anyhow::ensure!(!detectors.is_empty() || model.card.classifier.is_some(), "the weights file holds no detector and no classifier");
+    anyhow::ensure!(
+        !detectors.is_empty() || model.card.classifier.is_some(),
+        "the weights file holds no detector and no classifier"
+    );
     let bar = progress::bar(images.len() as u64, "scoring");
     let mut columns: Vec<(Detector, Vec<f32>)> = detectors.iter().map(|&d| (d, Vec::new())).collect();
     let mut classes = Vec::new();
@@ -475,7 +537,9 @@ fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result
         let mut inputs = Vec::new();
         for image in chunk {
             let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-            inputs.push(atd_core::preprocess::image_to_input(&bytes).with_context(|| format!("image {}", image.display()))?);
+            inputs.push(
+                atd_core::preprocess::image_to_input(&bytes).with_context(|| format!("image {}", image.display()))?,
+            );
         }
         let x = batches::inputs_tensor(&inputs, &device);
         let features = model.features(x);
@@ -528,12 +592,21 @@ fn write_png(path: &std::path::Path, chw: &[u8]) -> anyhow::Result<()> {
     img.save(path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, out: &PathBuf, perturbation: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn attack(
+    weights: &PathBuf,
+    image: &PathBuf,
+    a: &AttackChoice,
+    pgd: &PgdArgs,
+    out: &PathBuf,
+    perturbation: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     use atd_gpu::{AttackOptions, Direction, Engine, Head};
     let bytes = std::fs::read(weights).with_context(|| format!("reading {}", weights.display()))?;
     let file = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     // The model sees the 32x32 image as 8-bit values, exactly what a PNG can hold.
-    let clean_bytes = atd_core::preprocess::input_to_chw_bytes(&atd_core::preprocess::image_to_input(&file).with_context(|| format!("image {}", image.display()))?);
+    let clean_bytes = atd_core::preprocess::input_to_chw_bytes(
+        &atd_core::preprocess::image_to_input(&file).with_context(|| format!("image {}", image.display()))?,
+    );
     let clean = atd_core::preprocess::chw_bytes_to_input(&clean_bytes);
     let (head, name) = match a.detector {
         AttackDetector::Atd => (Head::Atd, "atd"),
@@ -555,7 +628,9 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, o
     let score_of = |engine: &mut Option<Engine>, x: &[f32]| -> anyhow::Result<f32> {
         Ok(match engine {
             Some(e) => pollster::block_on(e.score(x))?[0],
-            None => to_vec(burn_model.as_ref().unwrap().score(detector, batches::inputs_tensor(&[x.to_vec()], &Device::flex())))[0],
+            None => to_vec(
+                burn_model.as_ref().unwrap().score(detector, batches::inputs_tensor(&[x.to_vec()], &Device::flex())),
+            )[0],
         })
     };
     let clean_score = score_of(&mut engine, &clean)?;
@@ -567,7 +642,8 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, o
         (AttackDirection::Auto, Some(t)) if clean_score < t => Direction::In,
         (AttackDirection::Auto, _) => Direction::Out,
     };
-    let options = AttackOptions { restarts: pgd.restarts, seed: pgd.seed, ..AttackOptions::new(pgd.eps, pgd.steps, direction) };
+    let options =
+        AttackOptions { restarts: pgd.restarts, seed: pgd.seed, ..AttackOptions::new(pgd.eps, pgd.steps, direction) };
     let bar = progress::bar(((pgd.steps + 1) * pgd.restarts) as u64, "attacking");
     let started = std::time::Instant::now();
     let adversarial = match &mut engine {
@@ -603,7 +679,11 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, o
     if let Some(path) = perturbation {
         // Map [-eps, eps] to [0, 255] (mid-grey = unchanged).
         let scale = 127.5 / (pgd.eps * 255.0).max(1.0 / 255.0);
-        let amplified: Vec<u8> = clean_bytes.iter().zip(&adv_bytes).map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8).collect();
+        let amplified: Vec<u8> = clean_bytes
+            .iter()
+            .zip(&adv_bytes)
+            .map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8)
+            .collect();
         write_png(path, &amplified)?;
     }
     let verdict = |s: f32| match threshold {
@@ -617,8 +697,13 @@ fn attack(weights: &PathBuf, image: &PathBuf, a: &AttackChoice, pgd: &PgdArgs, o
         (None, _) => "Burn (flex CPU)".to_string(),
     };
     println!("detector:   {name} (threshold {})", threshold.map(|t| format!("{t:.4}")).unwrap_or("none".into()));
-    println!("attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), best point kept, {engine_name}, {:.1} ms/step", pgd.steps, pgd.eps, pgd.restarts,
-        1000.0 * seconds / ((pgd.steps + 1) * pgd.restarts) as f64);
+    println!(
+        "attack:     PGD-{} towards {direction:?}, eps {:.5}, {} restart(s), best point kept, {engine_name}, {:.1} ms/step",
+        pgd.steps,
+        pgd.eps,
+        pgd.restarts,
+        1000.0 * seconds / ((pgd.steps + 1) * pgd.restarts) as f64
+    );
     println!("score:      {clean_score:.4}{} -> {adv_score:.4}{}", verdict(clean_score), verdict(adv_score));
     println!("L-inf:      {linf}/255 (eps {:.2}/255)", pgd.eps * 255.0);
     println!("wrote:      {}", out.display());

@@ -140,7 +140,10 @@ impl DenseLayer {
 
 /// DCGAN initialisation, as the reference's `weights_init`: weights ~ N(0, 0.02).
 fn gan_linear(cin: usize, cout: usize, bias: bool, device: &Device) -> Linear {
-    LinearConfig::new(cin, cout).with_bias(bias).with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 }).init(device)
+    LinearConfig::new(cin, cout)
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device)
 }
 
 /// BN gamma ~ N(1, 0.02), beta = 0.
@@ -327,7 +330,11 @@ impl Model {
             all.push(&mut block.bn1);
         }
         all.push(&mut net.extractor.final_bn);
-        let dense = net.discriminator.iter_mut().flat_map(|d| d.hidden.iter_mut()).chain(net.generator.iter_mut().flat_map(|g| g.hidden.iter_mut()));
+        let dense = net
+            .discriminator
+            .iter_mut()
+            .flat_map(|d| d.hidden.iter_mut())
+            .chain(net.generator.iter_mut().flat_map(|g| g.hidden.iter_mut()));
         all.extend(dense.filter_map(|layer| layer.bn.as_mut()));
         all
     }
@@ -351,7 +358,8 @@ impl Model {
     /// Fit the baselines the card asks for (MD/RMD Gaussians, OpenMax) from training features
     /// `[N, F]` and their labels.
     pub fn fit_baselines(&mut self, features: &[f32], labels: &[usize]) -> anyhow::Result<()> {
-        let spec = self.card.baselines.clone().ok_or_else(|| anyhow::anyhow!("the model card asks for no baselines"))?;
+        let spec =
+            self.card.baselines.clone().ok_or_else(|| anyhow::anyhow!("the model card asks for no baselines"))?;
         let classes = self.card.classifier.ok_or_else(|| anyhow::anyhow!("baselines need a classifier head"))?;
         let f = self.card.extractor.feature_dim();
         let n = labels.len();

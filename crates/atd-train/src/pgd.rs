@@ -1,7 +1,8 @@
 //! L-infinity attacks, generic over the objective: PGD (signed steps, projection onto the
 //! eps-ball around the clean input and onto [0,1], uniform random start, restarts keep the
-//! per-sample best final iterate, or optionally the best point of any step), APGD (Croce and Hein 2020: momentum, step-size halving at
-//! checkpoints, best-point tracking), FGSM and random sign noise. Models are in eval mode.
+//! per-sample best final iterate, or optionally the best point of any step), APGD (Croce and
+//! Hein 2020: momentum, step-size halving at checkpoints, best-point tracking), FGSM and random
+//! sign noise. Models are in eval mode.
 
 use burn::tensor::{Bool, Tensor};
 
@@ -25,13 +26,25 @@ pub struct PgdConfig {
 impl PgdConfig {
     /// The paper's setting: step size 2.5 * eps / steps, one random start.
     pub fn new(eps: f32, steps: usize) -> Self {
-        Self { eps, steps, step_size: 2.5 * eps / steps.max(1) as f32, restarts: 1, random_start: true, seed: 0, bounds: (0.0, 1.0), best_of_steps: false }
+        Self {
+            eps,
+            steps,
+            step_size: 2.5 * eps / steps.max(1) as f32,
+            restarts: 1,
+            random_start: true,
+            seed: 0,
+            bounds: (0.0, 1.0),
+            best_of_steps: false,
+        }
     }
 
     /// Every setting as text, for cache keys (f32 `Display` is the shortest exact form).
     pub fn key(&self) -> String {
         let Self { eps, steps, step_size, restarts, random_start, seed, bounds, best_of_steps } = self;
-        format!("eps={eps} steps={steps} step={step_size} restarts={restarts} random_start={random_start} seed={seed} bounds={},{} best={best_of_steps}", bounds.0, bounds.1)
+        format!(
+            "eps={eps} steps={steps} step={step_size} restarts={restarts} random_start={random_start} seed={seed} bounds={},{} best={best_of_steps}",
+            bounds.0, bounds.1
+        )
     }
 }
 
@@ -93,11 +106,20 @@ pub struct PgdResult {
 
 /// Run PGD from the clean images `x` (plain, non-autodiff tensor in [0,1]).
 /// `on_step(restart, step)` is called after every step (for progress bars).
-pub fn pgd(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig, mut on_step: impl FnMut(usize, usize)) -> PgdResult {
+pub fn pgd(
+    objective: &impl Objective,
+    x: &Tensor<4>,
+    cfg: &PgdConfig,
+    mut on_step: impl FnMut(usize, usize),
+) -> PgdResult {
     let x = x.clone().detach();
     let mut best: Option<(Tensor<4>, Tensor<1>)> = None;
     for restart in 0..cfg.restarts.max(1) {
-        let mut x_adv = if cfg.random_start && cfg.eps > 0.0 { random_start(&x, cfg, restart_seed(cfg, restart)) } else { x.clone() };
+        let mut x_adv = if cfg.random_start && cfg.eps > 0.0 {
+            random_start(&x, cfg, restart_seed(cfg, restart))
+        } else {
+            x.clone()
+        };
         for step in 0..cfg.steps {
             let (value, g) = value_and_gradient(objective, &x_adv);
             if cfg.best_of_steps {
@@ -138,15 +160,25 @@ fn keep_better(best: Option<(Tensor<4>, Tensor<1>)>, x: Tensor<4>, value: Tensor
 /// the last checkpoint, or when it did not improve and the step was not halved last time.
 /// Returns the best point of each sample (over `cfg.restarts` random starts); `cfg.step_size`
 /// is not used.
-pub fn apgd(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig, mut on_step: impl FnMut(usize, usize)) -> PgdResult {
+pub fn apgd(
+    objective: &impl Objective,
+    x: &Tensor<4>,
+    cfg: &PgdConfig,
+    mut on_step: impl FnMut(usize, usize),
+) -> PgdResult {
     let x = x.clone().detach();
     let (dims, device) = (x.dims(), x.device());
     let b = dims[0];
     let n_iter = cfg.steps;
-    let (first_window, min_window, shrink) = ((n_iter * 22 / 100).max(1), (n_iter * 6 / 100).max(1), (n_iter * 3 / 100).max(1));
+    let (first_window, min_window, shrink) =
+        ((n_iter * 22 / 100).max(1), (n_iter * 6 / 100).max(1), (n_iter * 3 / 100).max(1));
     let mut best: Option<(Tensor<4>, Tensor<1>)> = None;
     for restart in 0..cfg.restarts.max(1) {
-        let mut x_cur = if cfg.random_start && cfg.eps > 0.0 { random_start(&x, cfg, restart_seed(cfg, restart)) } else { x.clone() };
+        let mut x_cur = if cfg.random_start && cfg.eps > 0.0 {
+            random_start(&x, cfg, restart_seed(cfg, restart))
+        } else {
+            x.clone()
+        };
         let (mut f_cur, mut g_cur) = value_and_gradient(objective, &x_cur);
         let mut x_prev = x_cur.clone();
         let (mut x_best, mut g_best, mut f_best) = (x_cur.clone(), g_cur.clone(), f_cur.clone());
@@ -180,7 +212,10 @@ pub fn apgd(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig, mut on_s
             since_check += 1;
             if since_check == window {
                 let halve: Vec<bool> = (0..b)
-                    .map(|i| (rises[i] as f32) <= 0.75 * window as f32 || (!halved_at_check[i] && f_best_at_check[i] >= f_best[i]))
+                    .map(|i| {
+                        (rises[i] as f32) <= 0.75 * window as f32
+                            || (!halved_at_check[i] && f_best_at_check[i] >= f_best[i])
+                    })
                     .collect();
                 let mask = row_mask(&halve, dims, &device);
                 x_cur = x_cur.mask_where(mask.clone(), x_best.clone());

@@ -12,7 +12,9 @@ use burn::tensor::Device;
 use serde_json::json;
 
 use crate::check::{self, CheckOptions};
-use crate::eval::{Attack, AttackKind, EvalCache, EvalData, Evaluation, SetScores, evaluate, evaluate_all, without_budget};
+use crate::eval::{
+    Attack, AttackKind, EvalCache, EvalData, Evaluation, SetScores, evaluate, evaluate_all, without_budget,
+};
 use crate::figures;
 use crate::pgd::PgdConfig;
 use crate::{Detector, Model};
@@ -94,7 +96,12 @@ fn file_line(path: &Path) -> String {
 fn hardware() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!("{cpu}, {cores} cores")
@@ -110,7 +117,8 @@ fn inputs_digest(opts: &ReportOptions, data: &EvalData) -> anyhow::Result<String
     let mut digest = atd_core::digest::Digest::new();
     for path in [&opts.atd, &opts.standard] {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        digest = digest.part(atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?);
+        digest = digest
+            .part(atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?);
     }
     for set in std::iter::once(data.in_set).chain(data.out_sets.iter().map(|(_, s)| s)) {
         digest = digest.part(&set.pixels).part(set.labels.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<u8>>());
@@ -131,8 +139,13 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     let cfg = |steps: usize| PgdConfig { restarts: opts.restarts, seed: opts.seed, ..PgdConfig::new(opts.eps, steps) };
 
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
-    let atd_runs =
-        evaluate_all(&atd, Detector::Atd, data, &[Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))], device);
+    let atd_runs = evaluate_all(
+        &atd,
+        Detector::Atd,
+        data,
+        &[Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))],
+        device,
+    );
     let mut rows: Vec<Row> = atd_runs.iter().map(|e| Row { model: "ATD", eval: e.clone() }).collect();
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
     for (name, model) in [("HAT", &atd), ("standard", &standard)] {
@@ -144,19 +157,24 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     }
 
     // Table 2: FGSM crafted on other detectors, transferred to ATD.
-    let sources = [(&standard, Detector::Msp, "standard"), (&atd, Detector::Openmax, "HAT"), (&atd, Detector::Msp, "HAT")];
+    let sources =
+        [(&standard, Detector::Msp, "standard"), (&atd, Detector::Openmax, "HAT"), (&atd, Detector::Msp, "HAT")];
     let transfers: Vec<Evaluation> = sources
         .iter()
         .filter(|(m, d, _)| m.detectors().contains(d))
-        .map(|(m, d, name)| evaluate(&atd, Detector::Atd, data, &Attack::transfer(m, *d, name.to_string(), opts.eps), device))
+        .map(|(m, d, name)| {
+            evaluate(&atd, Detector::Atd, data, &Attack::transfer(m, *d, name.to_string(), opts.eps), device)
+        })
         .collect();
 
     // Table 4: attacking the classifier vs attacking the detector.
-    let classification = evaluate(&atd, Detector::Atd, data, &Attack::new(AttackKind::Classification, cfg(opts.steps)), device);
+    let classification =
+        evaluate(&atd, Detector::Atd, data, &Attack::new(AttackKind::Classification, cfg(opts.steps)), device);
 
     // The checks and the eps sweep (Fig. 1), on a subset.
     let sweep_in = data.in_set.clone().truncated(opts.sweep_limit);
-    let sweep_outs: Vec<(String, atd_core::data::ImageSet)> = data.out_sets.iter().map(|(n, s)| (n.clone(), s.clone().truncated(opts.sweep_out_limit))).collect();
+    let sweep_outs: Vec<(String, atd_core::data::ImageSet)> =
+        data.out_sets.iter().map(|(n, s)| (n.clone(), s.clone().truncated(opts.sweep_out_limit))).collect();
     let sweep_data = EvalData { in_set: &sweep_in, out_sets: &sweep_outs, cache: Some(&cache) };
     let check_opts = CheckOptions {
         eps: opts.eps,
@@ -168,13 +186,30 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     };
     let (checks, check_evals) = check::run(&atd, Detector::Atd, &sweep_data, &check_opts, device);
     let eps_points = check::sweep_epsilons(opts.eps);
-    let sweep_line = |evals: &[Evaluation]| evals.iter().zip(&eps_points).map(|(e, eps)| (*eps as f64 * 255.0, e.auroc(3))).collect::<Vec<_>>();
+    let sweep_line = |evals: &[Evaluation]| {
+        evals.iter().zip(&eps_points).map(|(e, eps)| (*eps as f64 * 255.0, e.auroc(3))).collect::<Vec<_>>()
+    };
     let mut sweep = vec![("ATD".to_string(), sweep_line(&check_evals[..eps_points.len()]))];
-    for (name, model, detector) in [("HAT (OpenMax)", &atd, Detector::Openmax), ("HAT (MSP)", &atd, Detector::Msp), ("standard (MSP)", &standard, Detector::Msp)] {
+    for (name, model, detector) in [
+        ("HAT (OpenMax)", &atd, Detector::Openmax),
+        ("HAT (MSP)", &atd, Detector::Msp),
+        ("standard (MSP)", &standard, Detector::Msp),
+    ] {
         if model.detectors().contains(&detector) {
             let evals: Vec<Evaluation> = eps_points
                 .iter()
-                .map(|&eps| evaluate(model, detector, &sweep_data, &Attack::new(AttackKind::Pgd, PgdConfig { seed: opts.seed, ..PgdConfig::new(eps, opts.sweep_steps) }), device))
+                .map(|&eps| {
+                    evaluate(
+                        model,
+                        detector,
+                        &sweep_data,
+                        &Attack::new(
+                            AttackKind::Pgd,
+                            PgdConfig { seed: opts.seed, ..PgdConfig::new(eps, opts.sweep_steps) },
+                        ),
+                        device,
+                    )
+                })
                 .collect();
             sweep.push((name.to_string(), sweep_line(&evals)));
         }
@@ -183,19 +218,39 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     // Figures.
     let worst = atd_runs.last().expect("ATD was evaluated");
     let (ic, ia, oc, oa) = pooled(worst);
-    figures::score_histograms(&figures_dir.join("histogram-atd.png"), &format!("ATD scores, clean vs {}", without_budget(&worst.attack)), &ic, &ia, &oc, &oa)?;
+    figures::score_histograms(
+        &figures_dir.join("histogram-atd.png"),
+        &format!("ATD scores, clean vs {}", without_budget(&worst.attack)),
+        &ic,
+        &ia,
+        &oc,
+        &oa,
+    )?;
     let std_msp = rows.iter().find(|r| r.model == "standard" && r.eval.detector == Detector::Msp);
-    let mut roc = vec![("ATD clean".to_string(), ic.clone(), oc.clone()), ("ATD In-and-Out, worst case".to_string(), ia, oa)];
+    let mut roc =
+        vec![("ATD clean".to_string(), ic.clone(), oc.clone()), ("ATD In-and-Out, worst case".to_string(), ia, oa)];
     if let Some(r) = std_msp {
         let (ic, ia, oc, oa) = pooled(&r.eval);
-        figures::score_histograms(&figures_dir.join("histogram-standard-msp.png"), &format!("standard MSP scores, clean vs PGD-{}", opts.baseline_steps), &ic, &ia, &oc, &oa)?;
+        figures::score_histograms(
+            &figures_dir.join("histogram-standard-msp.png"),
+            &format!("standard MSP scores, clean vs PGD-{}", opts.baseline_steps),
+            &ic,
+            &ia,
+            &oc,
+            &oa,
+        )?;
         roc.push(("standard MSP clean".to_string(), ic, oc));
         roc.push(("standard MSP In-and-Out".to_string(), ia, oa));
     }
     figures::roc_curves(&figures_dir.join("roc.png"), "ROC, all OOD sets pooled", &roc)?;
-    figures::auroc_vs_eps(&figures_dir.join("auroc-vs-eps.png"), &format!("In-and-Out AUROC under PGD-{}", opts.sweep_steps), &sweep)?;
+    figures::auroc_vs_eps(
+        &figures_dir.join("auroc-vs-eps.png"),
+        &format!("In-and-Out AUROC under PGD-{}", opts.sweep_steps),
+        &sweep,
+    )?;
 
-    let run_time = RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
+    let run_time =
+        RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_runs, &checks, &sweep, &run_time);
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;
     let numbers = json!({
@@ -206,7 +261,8 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
         "auroc_vs_eps": sweep,
     });
     let json_path = opts.page.with_extension("json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&numbers)?).with_context(|| format!("writing {}", json_path.display()))?;
+    std::fs::write(&json_path, serde_json::to_string_pretty(&numbers)?)
+        .with_context(|| format!("writing {}", json_path.display()))?;
     println!(
         "wrote {}, {} and {}/*.png in {:.0} s ({} evaluations read from {})",
         opts.page.display(),
@@ -243,19 +299,59 @@ fn markdown(
         hardware(),
         match run_time.cached {
             0 => String::new(),
-            n => format!(" ({n} of its evaluations were resumed from the cache of an interrupted earlier run of the same command on the same files; their times are those of that run)"),
+            n => format!(
+                " ({n} of its evaluations were resumed from the cache of an interrupted earlier run of the same command on the same files; their times are those of that run)"
+            ),
         }
     );
-    let _ = writeln!(s, "- **Command:** `atd report --steps {} --baseline-steps {} --restarts {} --sweep-limit {} --sweep-out-limit {} --sweep-steps {} --limit {} --out-limit {}`", opts.steps, opts.baseline_steps, opts.restarts, opts.sweep_limit, opts.sweep_out_limit, opts.sweep_steps, data.in_set.len(), data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0));
-    let _ = writeln!(s, "- **Models:** ATD {} (its extractor is the HAT model; its MSP/MD/RMD/OpenMax rows are the HAT baselines), standard {}. `atd info <file>` prints each one's recipe and validation numbers.", file_line(&opts.atd), file_line(&opts.standard));
-    let _ = writeln!(s, "- **Data:** in-distribution: the first {} images of the CIFAR-10 test set; OOD: the first images of {}.", data.in_set.len(), sets.join(", "));
-    let _ = writeln!(s, "- **Attacks:** L-inf, eps {eps255:.0}/255, end to end on each detector's score (in-distribution pushed down, OOD up), models in eval mode. ATD: PGD-{0} (step 2.5 eps/{0}, random start) and APGD-{0} (Croce and Hein 2020), {1} restart(s), and their per-image worst case. Baselines: PGD-{2} as in the paper's Table 1.\n", opts.steps, opts.restarts, opts.baseline_steps);
+    let _ = writeln!(
+        s,
+        "- **Command:** `atd report --steps {} --baseline-steps {} --restarts {} --sweep-limit {} --sweep-out-limit {} --sweep-steps {} --limit {} --out-limit {}`",
+        opts.steps,
+        opts.baseline_steps,
+        opts.restarts,
+        opts.sweep_limit,
+        opts.sweep_out_limit,
+        opts.sweep_steps,
+        data.in_set.len(),
+        data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0)
+    );
+    let _ = writeln!(
+        s,
+        "- **Models:** ATD {} (its extractor is the HAT model; its MSP/MD/RMD/OpenMax rows are the HAT baselines), standard {}. `atd info <file>` prints each one's recipe and validation numbers.",
+        file_line(&opts.atd),
+        file_line(&opts.standard)
+    );
+    let _ = writeln!(
+        s,
+        "- **Data:** in-distribution: the first {} images of the CIFAR-10 test set; OOD: the first images of {}.",
+        data.in_set.len(),
+        sets.join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "- **Attacks:** L-inf, eps {eps255:.0}/255, end to end on each detector's score (in-distribution pushed down, OOD up), models in eval mode. ATD: PGD-{0} (step 2.5 eps/{0}, random start) and APGD-{0} (Croce and Hein 2020), {1} restart(s), and their per-image worst case. Baselines: PGD-{2} as in the paper's Table 1.\n",
+        opts.steps, opts.restarts, opts.baseline_steps
+    );
 
     let _ = writeln!(s, "## Table 1: AUROC under attack (mean over the OOD sets)\n");
-    let _ = writeln!(s, "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out | seconds |\n|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out | seconds |\n|---|---|---|---|---|---|---|---|"
+    );
     for r in rows {
-        let paper = paper_row(r.model, r.eval.detector).map(|p| format!("{:.3} / {:.3} / {:.3} / {:.3}", p[0], p[1], p[2], p[3])).unwrap_or_else(|| "-".into());
-        let _ = writeln!(s, "| {} ({}) | {} |{} {paper} | {:.0} |", r.model, r.eval.detector.name(), without_budget(&r.eval.attack), auroc_cells(&r.eval), r.eval.seconds);
+        let paper = paper_row(r.model, r.eval.detector)
+            .map(|p| format!("{:.3} / {:.3} / {:.3} / {:.3}", p[0], p[1], p[2], p[3]))
+            .unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "| {} ({}) | {} |{} {paper} | {:.0} |",
+            r.model,
+            r.eval.detector.name(),
+            without_budget(&r.eval.attack),
+            auroc_cells(&r.eval),
+            r.eval.seconds
+        );
     }
     let _ = writeln!(
         s,
@@ -263,7 +359,12 @@ fn markdown(
          described in the README, so our numbers are far from the paper's. What carries over is the comparison between detectors. \
          In-and-Out AUROC as a fraction of the clean AUROC, in this run: {}.\n",
         rows.iter()
-            .map(|r| format!("{} ({}) {:.0}%", r.model, r.eval.detector.name(), 100.0 * r.eval.auroc(3) / r.eval.auroc(0).max(1e-9)))
+            .map(|r| format!(
+                "{} ({}) {:.0}%",
+                r.model,
+                r.eval.detector.name(),
+                100.0 * r.eval.auroc(3) / r.eval.auroc(0).max(1e-9)
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -273,11 +374,22 @@ fn markdown(
     let _ = writeln!(s, "## Table 2: FGSM transferred from other detectors to ATD (AUROC)\n");
     let _ = writeln!(s, "| source | In | Out | In-and-Out |\n|---|---|---|---|");
     for t in transfers {
-        let _ = writeln!(s, "| {} | {:.3} | {:.3} | {:.3} |", without_budget(&t.attack).split(" transferred from ").nth(1).unwrap_or(&t.attack), t.auroc(1), t.auroc(2), t.auroc(3));
+        let _ = writeln!(
+            s,
+            "| {} | {:.3} | {:.3} | {:.3} |",
+            without_budget(&t.attack).split(" transferred from ").nth(1).unwrap_or(&t.attack),
+            t.auroc(1),
+            t.auroc(2),
+            t.auroc(3)
+        );
     }
     let white_box = worst.auroc(3);
     let weakest = transfers.iter().map(|t| t.auroc(3)).fold(f64::INFINITY, f64::min);
-    let verdict = if weakest >= white_box { "every transferred attack hurt less than" } else { "a transferred attack hurt MORE than (suspect the white-box gradients)" };
+    let verdict = if weakest >= white_box {
+        "every transferred attack hurt less than"
+    } else {
+        "a transferred attack hurt MORE than (suspect the white-box gradients)"
+    };
     let _ = writeln!(
         s,
         "\nThe paper (HAT OpenMax as the source): 0.894 / 0.914 / 0.865. In this run {verdict} the white-box worst case \
@@ -287,10 +399,26 @@ fn markdown(
     let _ = writeln!(s, "## Table 4: attacking the classifier vs attacking the detector (ATD model)\n");
     let detection = &atd_runs[0];
     let acc = |e: &Evaluation| e.accuracy_attacked.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into());
-    let _ = writeln!(s, "| | classification attack (PGD-{0} on cross-entropy) | detection attack (PGD-{0} on the ATD score) | paper: classification / detection |\n|---|---|---|---|", opts.steps);
-    let _ = writeln!(s, "| classifier accuracy (clean {}) | {} | {} | 0.622 / 0.847 |", detection.accuracy_clean.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()), acc(classification), acc(detection));
-    let _ = writeln!(s, "| ATD In-and-Out AUROC | {:.3} | {:.3} | 0.918 / 0.837 |\n", classification.auroc(3), detection.auroc(3));
-    let own_target = classification.accuracy_attacked < detection.accuracy_attacked && detection.auroc(3) < classification.auroc(3);
+    let _ = writeln!(
+        s,
+        "| | classification attack (PGD-{0} on cross-entropy) | detection attack (PGD-{0} on the ATD score) | paper: classification / detection |\n|---|---|---|---|",
+        opts.steps
+    );
+    let _ = writeln!(
+        s,
+        "| classifier accuracy (clean {}) | {} | {} | 0.622 / 0.847 |",
+        detection.accuracy_clean.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()),
+        acc(classification),
+        acc(detection)
+    );
+    let _ = writeln!(
+        s,
+        "| ATD In-and-Out AUROC | {:.3} | {:.3} | 0.918 / 0.837 |\n",
+        classification.auroc(3),
+        detection.auroc(3)
+    );
+    let own_target =
+        classification.accuracy_attacked < detection.accuracy_attacked && detection.auroc(3) < classification.auroc(3);
     let _ = writeln!(
         s,
         "{}\n",
@@ -301,16 +429,31 @@ fn markdown(
         }
     );
 
-    let _ = writeln!(s, "## Attack-strength checks on ATD (`atd check`, {} + {} per OOD set, PGD-{})\n", opts.sweep_limit, opts.sweep_out_limit, opts.sweep_steps);
+    let _ = writeln!(
+        s,
+        "## Attack-strength checks on ATD (`atd check`, {} + {} per OOD set, PGD-{})\n",
+        opts.sweep_limit, opts.sweep_out_limit, opts.sweep_steps
+    );
     for c in checks {
         let _ = writeln!(s, "- **{}** {}: {}", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail);
     }
     let _ = writeln!(s, "\n## Figures\n");
-    let _ = writeln!(s, "AUROC against eps (paper Fig. 1), In-and-Out, PGD-{}, on the check subset:\n\n![AUROC vs eps](figures/auroc-vs-eps.png)\n", opts.sweep_steps);
+    let _ = writeln!(
+        s,
+        "AUROC against eps (paper Fig. 1), In-and-Out, PGD-{}, on the check subset:\n\n![AUROC vs eps](figures/auroc-vs-eps.png)\n",
+        opts.sweep_steps
+    );
     for (name, points) in sweep {
-        let _ = writeln!(s, "- {name}: {}", points.iter().map(|(e, a)| format!("{e:.0}/255 {a:.3}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(
+            s,
+            "- {name}: {}",
+            points.iter().map(|(e, a)| format!("{e:.0}/255 {a:.3}")).collect::<Vec<_>>().join(", ")
+        );
     }
-    let _ = writeln!(s, "\nScore distributions, clean and with in and OOD attacked (paper Fig. 2):\n\n![ATD histograms](figures/histogram-atd.png)\n\n![standard MSP histograms](figures/histogram-standard-msp.png)\n");
+    let _ = writeln!(
+        s,
+        "\nScore distributions, clean and with in and OOD attacked (paper Fig. 2):\n\n![ATD histograms](figures/histogram-atd.png)\n\n![standard MSP histograms](figures/histogram-standard-msp.png)\n"
+    );
     let _ = writeln!(s, "ROC curves, all OOD sets pooled:\n\n![ROC](figures/roc.png)");
     s
 }

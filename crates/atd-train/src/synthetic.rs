@@ -16,7 +16,8 @@ use crate::rng::Rng;
 const S: usize = IMAGE_SIZE;
 
 /// The procedural families drawn for training.
-pub const TRAIN_FAMILIES: [&str; 8] = ["noise", "flat", "gradient", "stripes", "shapes", "strokes", "glyphs", "blur-texture"];
+pub const TRAIN_FAMILIES: [&str; 8] =
+    ["noise", "flat", "gradient", "stripes", "shapes", "strokes", "glyphs", "blur-texture"];
 /// The procedural families held out for validation.
 pub const VAL_FAMILIES: [&str; 3] = ["star-field", "cells", "fractal-texture"];
 
@@ -162,7 +163,11 @@ fn draw(family: &str, rng: &mut Rng) -> Canvas {
                 match rng.below(3) {
                     0 => canvas.paint(c, |x, y| r - ((x - cx).powi(2) + (y - cy).powi(2)).sqrt() + 0.5),
                     1 => canvas.paint(c, |x, y| ((x - cx).abs() < r && (y - cy).abs() < r * 0.6) as u8 as f32),
-                    _ => canvas.paint(c, |x, y| ((y - cy + r * 0.5) > 0.0 && (y - cy + r * 0.5) < r && (x - cx).abs() < (y - cy + r * 0.5) * 0.6) as u8 as f32),
+                    _ => canvas.paint(c, |x, y| {
+                        ((y - cy + r * 0.5) > 0.0
+                            && (y - cy + r * 0.5) < r
+                            && (x - cx).abs() < (y - cy + r * 0.5) * 0.6) as u8 as f32
+                    }),
                 }
             }
             canvas
@@ -224,7 +229,8 @@ fn draw(family: &str, rng: &mut Rng) -> Canvas {
             let octaves: Vec<_> = [4, 8, 16, 32].iter().map(|&c| value_noise(rng, c)).collect();
             let (contrast, base) = (0.5 + rng.uniform(), rng.uniform() * 0.5);
             Canvas::from_fn(|x, y| {
-                let v: f32 = octaves.iter().enumerate().map(|(k, n)| n(x, y) / 2f32.powi(k as i32)).sum::<f32>() / 1.875;
+                let v: f32 =
+                    octaves.iter().enumerate().map(|(k, n)| n(x, y) / 2f32.powi(k as i32)).sum::<f32>() / 1.875;
                 [(base + contrast * (v - 0.5)).clamp(0.0, 1.0); 3]
             })
         }

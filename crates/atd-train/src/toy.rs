@@ -148,7 +148,9 @@ pub fn margin(grid: &[bool], side: usize, set: &[[f32; 2]], set_is_in: bool) -> 
     }
     let total: f32 = set
         .iter()
-        .map(|p| wrong.iter().map(|q| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()).fold(f32::INFINITY, f32::min))
+        .map(|p| {
+            wrong.iter().map(|q| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt()).fold(f32::INFINITY, f32::min)
+        })
         .sum();
     total / set.len() as f32
 }
@@ -167,7 +169,10 @@ pub fn draw(grid: &[bool], side: usize, data: &ToyData, path: &Path) -> anyhow::
         for (k, &is_in) in grid.iter().enumerate() {
             let (row, col) = ((k / side) as f32, (k % side) as f32);
             let colour = if is_in { RGBColor(198, 219, 239) } else { RGBColor(253, 208, 162) };
-            let rect = [((col * cell) as i32, (row * cell) as i32), (((col + 1.0) * cell).ceil() as i32, ((row + 1.0) * cell).ceil() as i32)];
+            let rect = [
+                ((col * cell) as i32, (row * cell) as i32),
+                (((col + 1.0) * cell).ceil() as i32, ((row + 1.0) * cell).ceil() as i32),
+            ];
             root.draw(&Rectangle::new(rect, colour.filled())).map_err(err)?;
         }
         for (set, colour) in [(&data.closed, RGBColor(31, 119, 180)), (&data.open, RGBColor(230, 85, 13))] {

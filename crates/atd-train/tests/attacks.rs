@@ -20,7 +20,9 @@ fn pgd_stays_inside_the_eps_ball_and_the_image_box() {
     let model = random_model(full_card(ExtractorSpec::tiny(), 3), 11).valid();
     let device = device();
     let x = random_images(6, 5, &device);
-    for (d, eps, restarts) in [(Detector::Atd, 8.0 / 255.0, 1), (Detector::Msp, 16.0 / 255.0, 2), (Detector::Rmd, 0.5, 1)] {
+    for (d, eps, restarts) in
+        [(Detector::Atd, 8.0 / 255.0, 1), (Detector::Msp, 16.0 / 255.0, 2), (Detector::Rmd, 0.5, 1)]
+    {
         let cfg = PgdConfig { restarts, seed: 3, ..PgdConfig::new(eps, 5) };
         let objective = |x: Tensor<4>| model.score_logit(d, x).neg();
         let adv = to_vec(pgd(&objective, &x, &cfg, |_, _| {}).adversarial);
@@ -79,7 +81,9 @@ fn check_gradient_of(objective: &dyn Fn(Tensor<4>) -> Tensor<1>, d: &str, seed: 
         assert!((fine - analytic).abs() <= tol, "{d}: finite difference {fine} vs gradient {analytic}");
         checked += 1;
     }
-    eprintln!("{d}: gradient matches finite differences along {checked} of {tried} directions (the others cross a kink)");
+    eprintln!(
+        "{d}: gradient matches finite differences along {checked} of {tried} directions (the others cross a kink)"
+    );
 }
 
 #[test]
@@ -95,8 +99,11 @@ fn restarts_never_lose_to_a_single_run() {
     let model = random_model(full_card(ExtractorSpec::tiny(), 3), 4).valid();
     let x = random_images(8, 9, &device());
     let objective = |x: Tensor<4>| model.score_logit(Detector::Atd, x).neg();
-    let one = to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
-    let three = to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, restarts: 3, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
+    let one =
+        to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
+    let three = to_vec(
+        pgd(&objective, &x, &PgdConfig { seed: 1, restarts: 3, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective,
+    );
     assert!(one.iter().zip(&three).all(|(a, b)| b >= a), "{one:?} vs {three:?}");
 }
 
@@ -139,7 +146,11 @@ fn apgd_and_fgsm_reach_the_optimum_of_a_linear_objective() {
     let cfg = PgdConfig { seed: 2, restarts: 2, ..PgdConfig::new(eps, 12) };
     let result = apgd(&objective, &x, &cfg, |_, _| {});
     let close = |a: &[f32]| a.iter().zip(&optimum).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(close(&to_vec(result.adversarial.clone())) < 1e-6, "APGD missed the corner by {}", close(&to_vec(result.adversarial.clone())));
+    assert!(
+        close(&to_vec(result.adversarial.clone())) < 1e-6,
+        "APGD missed the corner by {}",
+        close(&to_vec(result.adversarial.clone()))
+    );
     // The reported objective is the objective of the returned images.
     let recomputed = to_vec(objective(result.adversarial));
     for (a, b) in to_vec(result.objective).iter().zip(&recomputed) {
@@ -158,7 +169,10 @@ fn apgd_stays_in_the_ball_and_beats_its_random_start() {
     let result = apgd(&objective, &x, &cfg, |_, _| {});
     let (adv, clean) = (to_vec(result.adversarial), to_vec(x.clone()));
     let worst = adv.iter().zip(&clean).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
-    assert!(worst <= eps * (1.0 + 1e-6) && adv.iter().all(|v| (0.0..=1.0).contains(v)), "left the ball or the box: {worst}");
+    assert!(
+        worst <= eps * (1.0 + 1e-6) && adv.iter().all(|v| (0.0..=1.0).contains(v)),
+        "left the ball or the box: {worst}"
+    );
     // No steps: the random start itself.
     let start = to_vec(apgd(&objective, &x, &PgdConfig { steps: 0, ..cfg.clone() }, |_, _| {}).objective);
     let end = to_vec(result.objective);

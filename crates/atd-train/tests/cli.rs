@@ -9,7 +9,9 @@ use atd_train::Detector;
 use common::*;
 
 fn write_png(path: &Path, w: u32, h: u32, seed: u8) {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed])
+    });
     img.save(path).unwrap();
 }
 
@@ -25,7 +27,13 @@ fn info_and_score_on_an_exported_file() {
 
     let (ok, out, err) = atd(&["info", weights.to_str().unwrap()]);
     assert!(ok, "{err}");
-    for needle in ["widths [4, 8]", "3 classes: class0, class1, class2", "threshold:     atd = 0.5", "test fixture", "openmax true"] {
+    for needle in [
+        "widths [4, 8]",
+        "3 classes: class0, class1, class2",
+        "threshold:     atd = 0.5",
+        "test fixture",
+        "openmax true",
+    ] {
         assert!(out.contains(needle), "info output lacks {needle:?}:\n{out}");
     }
     let (ok, json, _) = atd(&["info", "--json", weights.to_str().unwrap()]);
@@ -40,7 +48,10 @@ fn info_and_score_on_an_exported_file() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "image\tatd\tmsp\tmd\trmd\topenmax\tclass");
     // The printed scores equal the library's scores on the same preprocessed inputs.
-    let inputs: Vec<Vec<f32>> = [&small, &large].iter().map(|p| atd_core::preprocess::image_to_input(&std::fs::read(p).unwrap()).unwrap()).collect();
+    let inputs: Vec<Vec<f32>> = [&small, &large]
+        .iter()
+        .map(|p| atd_core::preprocess::image_to_input(&std::fs::read(p).unwrap()).unwrap())
+        .collect();
     let x = atd_train::batches::inputs_tensor(&inputs, &device());
     let valid = model.valid();
     for (i, line) in lines[1..].iter().enumerate() {
@@ -48,7 +59,10 @@ fn info_and_score_on_an_exported_file() {
         for (col, d) in Detector::ALL.into_iter().enumerate() {
             let printed: f32 = fields[col + 1].split(' ').next().unwrap().parse().unwrap();
             let expected = scores(&valid, d, &x)[i];
-            assert!((printed - expected).abs() <= 5e-5 * expected.abs().max(1.0), "{d:?} image {i}: {printed} vs {expected}");
+            assert!(
+                (printed - expected).abs() <= 5e-5 * expected.abs().max(1.0),
+                "{d:?} image {i}: {printed} vs {expected}"
+            );
         }
         let atd_score: f32 = fields[1].split(' ').next().unwrap().parse().unwrap();
         assert!(fields[1].ends_with(if atd_score >= 0.5 { "(in)" } else { "(OUT)" }), "{line}");
@@ -77,11 +91,24 @@ fn attack_writes_an_adversarial_png_inside_the_eps_ball_on_every_engine() {
     let image = dir.join("in.png");
     write_png(&image, 64, 48, 7);
     // What the model sees: the image reduced to 32x32 bytes.
-    let clean = atd_core::preprocess::input_to_rgb8(&atd_core::preprocess::image_to_input(&std::fs::read(&image).unwrap()).unwrap());
+    let clean = atd_core::preprocess::input_to_rgb8(
+        &atd_core::preprocess::image_to_input(&std::fs::read(&image).unwrap()).unwrap(),
+    );
     for engine in ["gpu", "cpu", "burn"] {
         let out = dir.join(format!("adv-{engine}.png"));
-        let (ok, text, err) = atd(&["attack", "--engine", engine, weights.to_str().unwrap(), image.to_str().unwrap(), "--steps", "5",
-            "--eps", "4/255", "--out", out.to_str().unwrap()]);
+        let (ok, text, err) = atd(&[
+            "attack",
+            "--engine",
+            engine,
+            weights.to_str().unwrap(),
+            image.to_str().unwrap(),
+            "--steps",
+            "5",
+            "--eps",
+            "4/255",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(ok, "{engine}: {err}");
         assert!(text.contains("score:") && text.contains("L-inf:"), "{engine}: {text}");
         let adv = image::open(&out).unwrap().to_rgb8();
@@ -95,10 +122,8 @@ fn attack_writes_an_adversarial_png_inside_the_eps_ball_on_every_engine() {
 fn bench_prints_one_throughput_line_per_step_kind() {
     let (ok, out, err) = atd(&["bench", "--arch", "tiny", "--batch", "4", "--iterations", "2"]);
     assert!(ok, "{err}");
-    let rates: Vec<f64> = out
-        .lines()
-        .map(|l| l.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap())
-        .collect();
+    let rates: Vec<f64> =
+        out.lines().map(|l| l.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()).collect();
     assert_eq!(rates.len(), 2, "{out}");
     assert!(out.starts_with("train step:") && out.contains("pgd step:"), "{out}");
     assert!(rates.iter().all(|r| r.is_finite() && *r > 0.0), "{out}");
@@ -119,7 +144,11 @@ fn digest_prints_the_content_digest_of_each_file() {
     assert_eq!(lines.len(), 2, "{out}");
     let expected = atd_core::digest::weights_digest(&std::fs::read(&a).unwrap()).unwrap();
     assert_eq!(lines[0], format!("{expected}  {}", a.display()));
-    assert_ne!(lines[0].split_whitespace().next(), lines[1].split_whitespace().next(), "different weights, same digest");
+    assert_ne!(
+        lines[0].split_whitespace().next(),
+        lines[1].split_whitespace().next(),
+        "different weights, same digest"
+    );
     let (ok, _, err) = atd(&["digest", dir.join("missing.safetensors").to_str().unwrap()]);
     assert!(!ok && err.contains("missing.safetensors"), "{err}");
 }

@@ -58,7 +58,10 @@ fn pgd_lowers_in_scores_and_raises_ood_scores_of_a_trained_detector() {
     let clean_in = scores(&model, Detector::Atd, &x_in);
     let clean_out = scores(&model, Detector::Atd, &x_out);
     let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
-    assert!(mean(&clean_in) > 0.8 && mean(&clean_out) < 0.2, "the toy detector did not learn: {clean_in:?} {clean_out:?}");
+    assert!(
+        mean(&clean_in) > 0.8 && mean(&clean_out) < 0.2,
+        "the toy detector did not learn: {clean_in:?} {clean_out:?}"
+    );
 
     let down = |x: Tensor<4>| model.score_logit(Detector::Atd, x).neg();
     let up = |x: Tensor<4>| model.score_logit(Detector::Atd, x);
@@ -75,6 +78,11 @@ fn pgd_lowers_in_scores_and_raises_ood_scores_of_a_trained_detector() {
     }
     // Stronger attack (larger eps, more steps) moves the scores further on average.
     assert!(mean(&strong_in) < mean(&weak_in) && mean(&strong_out) > mean(&weak_out));
-    eprintln!("toy detector: mean in score {:.4} -> {:.4}, out {:.4} -> {:.4}",
-        mean(&clean_in), mean(&strong_in), mean(&clean_out), mean(&strong_out));
+    eprintln!(
+        "toy detector: mean in score {:.4} -> {:.4}, out {:.4} -> {:.4}",
+        mean(&clean_in),
+        mean(&strong_in),
+        mean(&clean_out),
+        mean(&strong_out)
+    );
 }

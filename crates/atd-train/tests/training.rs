@@ -49,8 +49,26 @@ fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<f32>> {
 
 fn extractor_args<'a>(data: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "extractor", "--arch", "tiny", "--data-dir", data, "--train-set", "cifar10-tiny.bin", "--val-size", "40",
-        "--val-attack-size", "8", "--batch-size", "32", "--lr", "0.05", "--epochs", epochs, "--out", out,
+        "train",
+        "extractor",
+        "--arch",
+        "tiny",
+        "--data-dir",
+        data,
+        "--train-set",
+        "cifar10-tiny.bin",
+        "--val-size",
+        "40",
+        "--val-attack-size",
+        "8",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--epochs",
+        epochs,
+        "--out",
+        out,
     ]
 }
 
@@ -119,16 +137,51 @@ fn every_extractor_method_trains_and_exports_every_baseline() {
             assert!(card["thresholds"][d].is_number(), "{method}: no {d} threshold in {}", card["thresholds"]);
         }
     }
-    let (ok, _, err) = atd(&["train", "extractor", "--method", "hat", "--out", temp("nohelper").to_str().unwrap(),
-        "--data-dir", data.to_str().unwrap(), "--train-set", "cifar10-tiny.bin", "--val-size", "40"]);
+    let (ok, _, err) = atd(&[
+        "train",
+        "extractor",
+        "--method",
+        "hat",
+        "--out",
+        temp("nohelper").to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--train-set",
+        "cifar10-tiny.bin",
+        "--val-size",
+        "40",
+    ]);
     assert!(!ok && err.contains("--helper"), "{err}");
 }
 
 fn atd_args<'a>(data: &'a str, extractor: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
     vec![
-        "train", "atd", "--extractor", extractor, "--data-dir", data, "--train-set", "cifar10-tiny.bin", "--outliers", "ood-tiny.bin",
-        "--val-size", "40", "--val-ood-size", "40", "--val-attack-size", "8", "--batch-size", "32", "--attack-steps", "2",
-        "--lr", "2e-3", "--epochs", epochs, "--out", out,
+        "train",
+        "atd",
+        "--extractor",
+        extractor,
+        "--data-dir",
+        data,
+        "--train-set",
+        "cifar10-tiny.bin",
+        "--outliers",
+        "ood-tiny.bin",
+        "--val-size",
+        "40",
+        "--val-ood-size",
+        "40",
+        "--val-attack-size",
+        "8",
+        "--batch-size",
+        "32",
+        "--attack-steps",
+        "2",
+        "--lr",
+        "2e-3",
+        "--epochs",
+        epochs,
+        "--out",
+        out,
     ]
 }
 
@@ -143,7 +196,9 @@ fn atd_training_lowers_the_loss_resumes_and_exports_all_detectors() {
     assert!(l[3] < l[0], "discriminator loss did not fall: {l:?}");
     let weights = straight.join("atd.safetensors");
     let info = run(&["info", weights.to_str().unwrap()]);
-    for needle in ["discriminator: widths", "threshold:     atd", "threshold:     msp", "threshold:     openmax", "atd train atd"] {
+    for needle in
+        ["discriminator: widths", "threshold:     atd", "threshold:     msp", "threshold:     openmax", "atd train atd"]
+    {
         assert!(info.contains(needle), "info lacks {needle:?}:\n{info}");
     }
 
@@ -177,7 +232,10 @@ fn atd_training_lowers_the_loss_resumes_and_exports_all_detectors() {
     args.extend(["--attack-generated", "0.5"]);
     assert!(run(&args).contains("generated features attacked too"));
     let (a, b) = (tensors(&plain.join("atd.safetensors")), tensors(&ablation.join("atd.safetensors")));
-    assert_ne!(a["discriminator.output.weight"], b["discriminator.output.weight"], "attacking generated features changed nothing");
+    assert_ne!(
+        a["discriminator.output.weight"], b["discriminator.output.weight"],
+        "attacking generated features changed nothing"
+    );
     let contradiction_out = temp("atd-contradiction");
     let mut contradiction = atd_args(data, extractor, contradiction_out.to_str().unwrap(), "1");
     contradiction.extend(["--no-attack", "--attack-generated", "0.5"]);
@@ -202,12 +260,16 @@ fn extended_outliers_change_training_and_select_on_unseen_families() {
     }
     // The extended one scores each validation family and selects on the mean with the outliers.
     for line in log_without_timing(&extended) {
-        let families = ["star-field", "cells", "fractal-texture"].map(|f| line[format!("val_auroc_{f}")].as_f64().unwrap());
+        let families =
+            ["star-field", "cells", "fractal-texture"].map(|f| line[format!("val_auroc_{f}")].as_f64().unwrap());
         let mean = (line["val_auroc"].as_f64().unwrap() + families.iter().sum::<f64>()) / 4.0;
         assert!((line["val_selection_auroc"].as_f64().unwrap() - mean).abs() < 1e-12, "{line}");
     }
     let (a, b) = (tensors(&paper.join("atd.safetensors")), tensors(&extended.join("atd.safetensors")));
-    assert_ne!(a["discriminator.output.weight"], b["discriminator.output.weight"], "the extra outliers changed nothing");
+    assert_ne!(
+        a["discriminator.output.weight"], b["discriminator.output.weight"],
+        "the extra outliers changed nothing"
+    );
     let card = run(&["info", "--json", extended.join("atd.safetensors").to_str().unwrap()]);
     assert!(card.contains("\"synthetic_outliers\": 64") || card.contains("\"synthetic_outliers\":64"), "{card}");
 }
@@ -232,11 +294,17 @@ fn frozen_generator_keeps_its_initial_weights() {
 fn attacking_the_closed_set_widens_the_margin_around_it() {
     let data = toy::ToyData::new(0);
     let side = 81;
-    let margin = |setting| toy::margin(&toy::decision_grid(&toy::train(&data, setting, 300, 0), side), side, &data.closed, true);
+    let margin =
+        |setting| toy::margin(&toy::decision_grid(&toy::train(&data, setting, 300, 0), side), side, &data.closed, true);
     let [standard, closed, _, _, atd] = toy::SETTINGS;
     let (m_standard, m_closed, m_atd) = (margin(standard), margin(closed), margin(atd));
-    eprintln!("closed-set margin: standard {m_standard:.3}, closed attacked {m_closed:.3}, closed and open attacked {m_atd:.3}");
-    assert!(m_closed > 1.5 * m_standard, "attacking the closed set did not widen its margin: {m_standard} -> {m_closed}");
+    eprintln!(
+        "closed-set margin: standard {m_standard:.3}, closed attacked {m_closed:.3}, closed and open attacked {m_atd:.3}"
+    );
+    assert!(
+        m_closed > 1.5 * m_standard,
+        "attacking the closed set did not widen its margin: {m_standard} -> {m_closed}"
+    );
     assert!(m_atd > 1.5 * m_standard, "ATD's setting did not widen the closed-set margin: {m_standard} -> {m_atd}");
 }
 
@@ -246,11 +314,42 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
     let weights = standard_extractor().join("extractor.safetensors");
     let json = temp("eval").with_extension("json");
     let out = run(&[
-        "eval", weights.to_str().unwrap(), "--detector", "msp", "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin",
-        "--out", "ood-tiny.bin", "--limit", "40", "--out-limit", "40", "--steps", "3", "--attack", "pgd,apgd,noise",
-        "--transfer-from", weights.to_str().unwrap(), "--json", json.to_str().unwrap(),
+        "eval",
+        weights.to_str().unwrap(),
+        "--detector",
+        "msp",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--in",
+        "cifar10-tiny.bin",
+        "--out",
+        "ood-tiny.bin",
+        "--limit",
+        "40",
+        "--out-limit",
+        "40",
+        "--steps",
+        "3",
+        "--attack",
+        "pgd,apgd,noise",
+        "--transfer-from",
+        weights.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
     ]);
-    for needle in ["| OOD set |", "Clean", "In-and-Out", "ood-tiny", "**average**", "PGD-3", "APGD-3", "random sign noise", "FGSM transferred", "per-image worst case", "classifier accuracy"] {
+    for needle in [
+        "| OOD set |",
+        "Clean",
+        "In-and-Out",
+        "ood-tiny",
+        "**average**",
+        "PGD-3",
+        "APGD-3",
+        "random sign noise",
+        "FGSM transferred",
+        "per-image worst case",
+        "classifier accuracy",
+    ] {
         assert!(out.contains(needle), "eval output lacks {needle:?}:\n{out}");
     }
     let results: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -275,8 +374,22 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
 
 fn check_args<'a>(data: &'a str, weights: &'a str) -> Vec<&'a str> {
     vec![
-        "check", weights, "--detector", "msp", "--data-dir", data, "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin", "--limit", "40",
-        "--out-limit", "40", "--steps", "4",
+        "check",
+        weights,
+        "--detector",
+        "msp",
+        "--data-dir",
+        data,
+        "--in",
+        "cifar10-tiny.bin",
+        "--out",
+        "ood-tiny.bin",
+        "--limit",
+        "40",
+        "--out-limit",
+        "40",
+        "--steps",
+        "4",
     ]
 }
 
@@ -293,7 +406,10 @@ fn check_passes_on_a_real_attack_and_fails_when_asked_the_impossible() {
     let mut impossible = check_args(data, weights);
     impossible.push("--broken-auroc=-1");
     let (ok, out, err) = atd(&impossible);
-    assert!(!ok && out.contains("FAIL  a huge eps breaks the detector") && err.contains("1 of 6 checks failed"), "{out}\n{err}");
+    assert!(
+        !ok && out.contains("FAIL  a huge eps breaks the detector") && err.contains("1 of 6 checks failed"),
+        "{out}\n{err}"
+    );
 }
 
 #[test]
@@ -307,10 +423,35 @@ fn report_writes_the_tables_and_figures() {
     let cache = temp("report-cache");
     let report = || {
         run(&[
-            "report", "--atd", atd_run.join("atd.safetensors").to_str().unwrap(), "--standard", standard.to_str().unwrap(), "--page",
-            page.to_str().unwrap(), "--data-dir", data.to_str().unwrap(), "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin",
-            "--limit", "24", "--out-limit", "24", "--steps", "2", "--baseline-steps", "2", "--sweep-limit", "16", "--sweep-out-limit", "16",
-            "--sweep-steps", "2", "--cache-dir", cache.to_str().unwrap(),
+            "report",
+            "--atd",
+            atd_run.join("atd.safetensors").to_str().unwrap(),
+            "--standard",
+            standard.to_str().unwrap(),
+            "--page",
+            page.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--in",
+            "cifar10-tiny.bin",
+            "--out",
+            "ood-tiny.bin",
+            "--limit",
+            "24",
+            "--out-limit",
+            "24",
+            "--steps",
+            "2",
+            "--baseline-steps",
+            "2",
+            "--sweep-limit",
+            "16",
+            "--sweep-out-limit",
+            "16",
+            "--sweep-steps",
+            "2",
+            "--cache-dir",
+            cache.to_str().unwrap(),
         ])
     };
     let out = report();
@@ -326,13 +467,24 @@ fn report_writes_the_tables_and_figures() {
                 _ => {}
             }
         }
-        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
+        let mut v: Value =
+            serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
         strip(&mut v);
         v
     };
     let first_numbers = numbers_without_timing();
     let md = std::fs::read_to_string(&page).unwrap();
-    for needle in ["## Table 1", "| ATD (atd) | APGD-2", "| HAT (openmax)", "| standard (msp)", "0.943 / 0.837 / 0.862 / 0.693", "## Table 2", "## Table 4", "PASS", "figures/roc.png"] {
+    for needle in [
+        "## Table 1",
+        "| ATD (atd) | APGD-2",
+        "| HAT (openmax)",
+        "| standard (msp)",
+        "0.943 / 0.837 / 0.862 / 0.693",
+        "## Table 2",
+        "## Table 4",
+        "PASS",
+        "figures/roc.png",
+    ] {
         assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
     }
     for figure in ["auroc-vs-eps", "histogram-atd", "histogram-standard-msp", "roc"] {

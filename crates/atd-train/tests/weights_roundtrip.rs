@@ -58,10 +58,16 @@ fn a_file_that_does_not_match_its_card_is_rejected_with_the_tensor_name() {
 fn paper_extractor_matches_the_reference_layer_for_layer() {
     // DeepMind PreActResNet-18 Swish without its logits layer: 12,535,488 conv weights plus
     // 7,808 BatchNorm affine parameters (atd-reference.md section 8).
-    let card = atd_core::ModelCard { classifier: None, class_names: vec![], ..atd_core::ModelCard::classifier(ExtractorSpec::preact_resnet18_swish()) };
+    let card = atd_core::ModelCard {
+        classifier: None,
+        class_names: vec![],
+        ..atd_core::ModelCard::classifier(ExtractorSpec::preact_resnet18_swish())
+    };
     let expected = card.expected_tensors();
-    let conv: usize = expected.iter().filter(|(n, _)| n.ends_with(".weight")).map(|(_, s)| s.iter().product::<usize>()).sum();
-    let affine: usize = expected.iter().filter(|(n, _)| n.ends_with(".gamma") || n.ends_with(".beta")).map(|(_, s)| s[0]).sum();
+    let conv: usize =
+        expected.iter().filter(|(n, _)| n.ends_with(".weight")).map(|(_, s)| s.iter().product::<usize>()).sum();
+    let affine: usize =
+        expected.iter().filter(|(n, _)| n.ends_with(".gamma") || n.ends_with(".beta")).map(|(_, s)| s[0]).sum();
     assert_eq!((conv, affine), (12_535_488, 7_808));
     // Every strided block has a 3x3 shortcut, as in the reference.
     let shortcuts: Vec<&Vec<usize>> = expected.iter().filter(|(n, _)| n.contains("shortcut")).map(|(_, s)| s).collect();

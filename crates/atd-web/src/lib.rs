@@ -34,7 +34,11 @@ pub fn chw_to_rgba(chw: &[u8]) -> Vec<u8> {
 #[wasm_bindgen]
 pub fn perturbation_rgba(clean: &[u8], adversarial: &[u8], eps: f32) -> Vec<u8> {
     let scale = 127.5 / (eps * 255.0).max(1.0);
-    let diff: Vec<u8> = clean.iter().zip(adversarial).map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8).collect();
+    let diff: Vec<u8> = clean
+        .iter()
+        .zip(adversarial)
+        .map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8)
+        .collect();
     chw_to_rgba(&diff)
 }
 
@@ -128,13 +132,22 @@ impl Detector {
     /// `false` stops at the next report. Returns JSON `{adversarial: [CHW bytes of the best point
     /// the attack visited, quantised towards the clean image so the eps-ball holds], score,
     /// in_distribution, class, linf, steps, ms_per_step, seed}`.
-    pub async fn attack(&mut self, chw: Vec<u8>, options: String, on_step: js_sys::Function) -> Result<String, JsError> {
+    pub async fn attack(
+        &mut self,
+        chw: Vec<u8>,
+        options: String,
+        on_step: js_sys::Function,
+    ) -> Result<String, JsError> {
         let request: AttackRequest = serde_json::from_str(&options).map_err(js_err)?;
         let clean = atd_core::preprocess::chw_bytes_to_input(&chw);
         // Report (and so honour a stop) after every step where a step is slow, on the CPU
         // engine and on software adapters; every 8 steps on a real GPU.
         let report_every = if self.engine.adapter().is_none_or(|a| a.software) { 1 } else { 8 };
-        let opts = AttackOptions { seed: request.seed, report_every, ..AttackOptions::new(request.eps, request.steps, request.direction) };
+        let opts = AttackOptions {
+            seed: request.seed,
+            report_every,
+            ..AttackOptions::new(request.eps, request.steps, request.direction)
+        };
         let started = js_sys::Date::now();
         let mut steps_done = 0;
         let result = self
@@ -149,7 +162,11 @@ impl Detector {
         let ms_per_step = (js_sys::Date::now() - started) / (steps_done.max(1) as f64);
         let adversarial = atd_core::preprocess::quantize_towards_clean(&chw, &result.adversarial);
         // Score what the user downloads: the quantised image.
-        let (scores, classes) = self.engine.score_and_classify(&atd_core::preprocess::chw_bytes_to_input(&adversarial)).await.map_err(js_err)?;
+        let (scores, classes) = self
+            .engine
+            .score_and_classify(&atd_core::preprocess::chw_bytes_to_input(&adversarial))
+            .await
+            .map_err(js_err)?;
         let mut out = self.verdict(scores[0], classes.map(|c| c[0]));
         out["adversarial"] = serde_json::json!(adversarial);
         out["linf"] = serde_json::json!(linf_levels(&chw, &adversarial));

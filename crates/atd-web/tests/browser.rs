@@ -58,7 +58,13 @@ async fn webgpu_engine_equals_the_cpu_reference_on_the_shipped_model() {
     let eps = 8.0 / 255.0;
     let options = AttackOptions::new(eps, 5, Direction::Out);
     let mut records = 0;
-    let result = gpu.attack(&x, &options, |_, _| { records += 1; true }).await.unwrap();
+    let result = gpu
+        .attack(&x, &options, |_, _| {
+            records += 1;
+            true
+        })
+        .await
+        .unwrap();
     assert_eq!(records, 6);
     assert!(result.scores[0] < s_gpu, "the attack did not lower the score: {s_gpu} -> {}", result.scores[0]);
     for (a, c) in result.adversarial.iter().zip(&x) {

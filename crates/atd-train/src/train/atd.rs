@@ -122,7 +122,10 @@ fn bce_with_logits(z: Tensor<1>, target_in: bool) -> Tensor<1> {
 
 impl AtdTraining {
     pub fn new(recipe: AtdRecipe, data_dir: &Path, device: &Device) -> anyhow::Result<Self> {
-        anyhow::ensure!(!(recipe.no_attack && recipe.attack_generated.is_some()), "--attack-generated is an ablation of the attacked training: drop --no-attack");
+        anyhow::ensure!(
+            !(recipe.no_attack && recipe.attack_generated.is_some()),
+            "--attack-generated is an ablation of the attacked training: drop --no-attack"
+        );
         let autodiff = device.clone().autodiff();
         // On the training device, but never stepped: only D's and G's gradients are applied.
         let extractor = Model::load(&recipe.extractor, &autodiff)?;
@@ -139,19 +142,25 @@ impl AtdTraining {
             outliers.len()
         );
         let split_at = outliers.len() - recipe.val_ood_size;
-        let (mut outlier_idx, val_ood_idx): (Vec<usize>, Vec<usize>) = ((0..split_at).collect(), (split_at..outliers.len()).collect());
+        let (mut outlier_idx, val_ood_idx): (Vec<usize>, Vec<usize>) =
+            ((0..split_at).collect(), (split_at..outliers.len()).collect());
         if recipe.synthetic_outliers > 0 {
             // Appended after the held-out outliers; recoloured copies only of training outliers.
             let recoloured_idx: Vec<usize> = (0..recipe.synthetic_outliers / 2).map(|k| k % split_at).collect();
             let recoloured = synthetic::recoloured(&outliers, &recoloured_idx, recipe.seed ^ 0xC010);
-            let procedural = synthetic::procedural(&synthetic::TRAIN_FAMILIES, recipe.synthetic_outliers - recoloured_idx.len(), recipe.seed ^ 0x5147);
+            let procedural = synthetic::procedural(
+                &synthetic::TRAIN_FAMILIES,
+                recipe.synthetic_outliers - recoloured_idx.len(),
+                recipe.seed ^ 0x5147,
+            );
             let first = outliers.len();
             outliers.append(recoloured);
             outliers.append(procedural);
             outlier_idx.extend(first..outliers.len());
         }
         // Another seed stream than the training images, and other families.
-        let val_synthetic = (recipe.val_synthetic > 0).then(|| synthetic::procedural(&synthetic::VAL_FAMILIES, recipe.val_synthetic, recipe.seed ^ 0x7A1D));
+        let val_synthetic = (recipe.val_synthetic > 0)
+            .then(|| synthetic::procedural(&synthetic::VAL_FAMILIES, recipe.val_synthetic, recipe.seed ^ 0x7A1D));
 
         let mut card = extractor.card.clone();
         let f = card.extractor.feature_dim();
@@ -205,7 +214,11 @@ impl AtdTraining {
         let [n, f] = features.dims();
         let discriminator = model.net.discriminator.as_ref().expect("built with a discriminator");
         let objective = |x: Tensor<4>| discriminator.forward(x.reshape([n, f]));
-        let cfg = PgdConfig { seed, bounds: (f32::NEG_INFINITY, f32::INFINITY), ..PgdConfig::new(radius, self.recipe.attack_steps) };
+        let cfg = PgdConfig {
+            seed,
+            bounds: (f32::NEG_INFINITY, f32::INFINITY),
+            ..PgdConfig::new(radius, self.recipe.attack_steps)
+        };
         let x = tensor_from(to_vec(features), [n, f, 1, 1], &self.device);
         pgd(&objective, &x, &cfg, |_, _| {}).adversarial.reshape([n, f])
     }
@@ -278,7 +291,8 @@ impl Training for AtdTraining {
             + bce_with_logits(z_fake, false).mean() * (1.0 - r.alpha)
             + bce_with_logits(z_out.clone(), false).mean() * r.alpha;
         let loss_value = to_vec(loss_d.clone().detach())[0] as f64;
-        let hits = to_vec(z_in.detach()).iter().filter(|&&v| v > 0.0).count() + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
+        let hits = to_vec(z_in.detach()).iter().filter(|&&v| v > 0.0).count()
+            + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
         let grads = GradientsParams::from_grads(loss_d.backward(), &discriminator);
         let discriminator = self.optim_d.step(r.lr / 1.5, discriminator, grads);
 
@@ -300,7 +314,10 @@ impl Training for AtdTraining {
     fn validate(&mut self, _epoch: usize) -> anyhow::Result<(serde_json::Map<String, Value>, f64)> {
         let model = self.model.valid();
         let in_scores = self.scores(&model, &self.train, &self.val_idx, None);
-        let clean = atd_core::metrics::OodMetrics::compute(&in_scores, &self.scores(&model, &self.outliers, &self.val_ood_idx, None));
+        let clean = atd_core::metrics::OodMetrics::compute(
+            &in_scores,
+            &self.scores(&model, &self.outliers, &self.val_ood_idx, None),
+        );
         let mut selection = vec![clean.auroc];
         let mut m = serde_json::Map::new();
         if let Some(set) = &self.val_synthetic {
@@ -315,7 +332,12 @@ impl Training for AtdTraining {
         let cfg = PgdConfig { seed: 11, ..PgdConfig::new(self.recipe.eps, 10) };
         let robust_auroc = atd_core::metrics::auroc(
             &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((true, &cfg))),
-            &self.scores(&model, &self.outliers, &self.val_ood_idx[..k.min(self.val_ood_idx.len())], Some((false, &cfg))),
+            &self.scores(
+                &model,
+                &self.outliers,
+                &self.val_ood_idx[..k.min(self.val_ood_idx.len())],
+                Some((false, &cfg)),
+            ),
         );
         m.insert("val_auroc".into(), json!(clean.auroc));
         m.insert("val_fpr95".into(), json!(clean.fpr_at_95_tpr));
@@ -361,7 +383,10 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
     let attack = match (r.no_attack, r.attack_generated) {
         (true, _) => "no attack: OpenGAN-fea".to_string(),
         (false, None) => format!("PGD-{} at eps {:.5}", r.attack_steps, r.eps),
-        (false, Some(radius)) => format!("PGD-{} at eps {:.5}, ablation: generated features attacked too (radius {radius})", r.attack_steps, r.eps),
+        (false, Some(radius)) => format!(
+            "PGD-{} at eps {:.5}, ablation: generated features attacked too (radius {radius})",
+            r.attack_steps, r.eps
+        ),
     };
     eprintln!(
         "training ATD ({:?} generator, {attack}) on {} in-distribution images and {} outliers",

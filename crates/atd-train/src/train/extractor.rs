@@ -156,7 +156,9 @@ pub struct ExtractorRecipe {
 impl ExtractorRecipe {
     fn attack_config(&self, seed: u64) -> PgdConfig {
         let (steps, step) = match self.attack {
-            TrainAttack::Pgd => (self.attack_steps, self.attack_step_size.unwrap_or(2.5 * self.eps / self.attack_steps.max(1) as f32)),
+            TrainAttack::Pgd => {
+                (self.attack_steps, self.attack_step_size.unwrap_or(2.5 * self.eps / self.attack_steps.max(1) as f32))
+            }
             TrainAttack::Fgsm => (1, self.attack_step_size.unwrap_or(1.25 * self.eps)),
         };
         PgdConfig { step_size: step, seed, ..PgdConfig::new(self.eps, steps) }
@@ -210,7 +212,8 @@ impl ExtractorTraining {
             train_idx.truncate(n);
         }
         anyhow::ensure!(!val_idx.is_empty(), "--val-size must be at least 1 (model selection needs held-out images)");
-        let outliers = recipe.method.uses_outliers().then(|| dataset::load_set(data_dir, &recipe.outliers)).transpose()?;
+        let outliers =
+            recipe.method.uses_outliers().then(|| dataset::load_set(data_dir, &recipe.outliers)).transpose()?;
         let helper = match (recipe.method, &recipe.helper) {
             (Method::Hat, Some(path)) => Some(Model::load(path, device)?),
             (Method::Hat, None) => anyhow::bail!("--method hat needs --helper <weights of a standardly trained model>"),
@@ -227,7 +230,10 @@ impl ExtractorTraining {
             (0..classes).map(|c| c.to_string()).collect()
         };
         if let Some(h) = &helper {
-            anyhow::ensure!(h.card.classifier == Some(classes), "the helper model must classify the same {classes} classes");
+            anyhow::ensure!(
+                h.card.classifier == Some(classes),
+                "the helper model must classify the same {classes} classes"
+            );
         }
         let autodiff = device.clone().autodiff();
         autodiff.seed(recipe.seed);
@@ -254,7 +260,8 @@ impl ExtractorTraining {
             let x = dataset::images(&self.train, chunk, None, &self.device);
             let y = dataset::labels(&self.train, chunk);
             let objective = |x: Tensor<4>| model.cross_entropy(x, &y);
-            let adv = pgd(&objective, &x, &PgdConfig { seed: 7, ..PgdConfig::new(self.recipe.eps, 10) }, |_, _| {}).adversarial;
+            let adv = pgd(&objective, &x, &PgdConfig { seed: 7, ..PgdConfig::new(self.recipe.eps, 10) }, |_, _| {})
+                .adversarial;
             robust_hits += accuracy(model.logits(adv), &y) * chunk.len() as f64;
         }
         (clean_hits / idx.len().max(1) as f64, robust_hits / attacked_idx.len().max(1) as f64)
@@ -285,7 +292,12 @@ pub fn features_of(model: &Model, set: &ImageSet, idx: &[usize], device: &Device
 }
 
 /// Scores of every detector of `model` on `idx`.
-pub fn detector_scores(model: &Model, set: &ImageSet, idx: &[usize], device: &Device) -> Vec<(crate::Detector, Vec<f32>)> {
+pub fn detector_scores(
+    model: &Model,
+    set: &ImageSet,
+    idx: &[usize],
+    device: &Device,
+) -> Vec<(crate::Detector, Vec<f32>)> {
     let model = model.valid();
     let mut columns: Vec<_> = model.detectors().into_iter().map(|d| (d, Vec::new())).collect();
     for chunk in dataset::batches(idx, 256) {
@@ -363,7 +375,8 @@ impl Training for ExtractorTraining {
                 // One forward over both: BatchNorm statistics are shared, as in the OE code.
                 let logits = self.model.logits(Tensor::cat(vec![x_train, x_out], 0).autodiff());
                 let (logits_in, logits_out) = (logits.clone().narrow(0, 0, n), logits.narrow(0, n, n));
-                let loss = cross_entropy(logits_in.clone(), &y).mean() + uniform_cross_entropy(logits_out).mean() * r.oe_weight;
+                let loss = cross_entropy(logits_in.clone(), &y).mean()
+                    + uniform_cross_entropy(logits_out).mean() * r.oe_weight;
                 (loss, logits_in)
             }
         };
@@ -408,7 +421,8 @@ impl Training for ExtractorTraining {
     fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
         let plain = Model::load(best, &self.device)?;
         let mut card = plain.card.clone();
-        card.baselines = Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
+        card.baselines =
+            Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
         let mut model = Model::new(card, &self.device)?;
         model.net.extractor = plain.net.extractor;
         model.net.classifier = plain.net.classifier;

@@ -21,7 +21,10 @@ use crate::model::AtdNet;
 pub fn parse_fraction(text: &str) -> Result<f32, String> {
     let value = match text.split_once('/') {
         Some((a, b)) => {
-            let (a, b): (f32, f32) = (a.trim().parse().map_err(|e| format!("{text}: {e}"))?, b.trim().parse().map_err(|e| format!("{text}: {e}"))?);
+            let (a, b): (f32, f32) = (
+                a.trim().parse().map_err(|e| format!("{text}: {e}"))?,
+                b.trim().parse().map_err(|e| format!("{text}: {e}"))?,
+            );
             if b == 0.0 {
                 return Err(format!("{text}: division by zero"));
             }
@@ -49,11 +52,17 @@ pub enum Schedule {
 
 impl Schedule {
     pub fn lr(self, max: f64, progress: f64) -> f64 {
-        let cos_between = |from: f64, to: f64, t: f64| to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * t.clamp(0.0, 1.0)).cos());
+        let cos_between = |from: f64, to: f64, t: f64| {
+            to + (from - to) * 0.5 * (1.0 + (std::f64::consts::PI * t.clamp(0.0, 1.0)).cos())
+        };
         match self {
             Schedule::OneCycle => {
                 let (start, end, warm) = (max / 25.0, max / 25.0 / 1e4, 0.25);
-                if progress < warm { cos_between(start, max, progress / warm) } else { cos_between(max, end, (progress - warm) / (1.0 - warm)) }
+                if progress < warm {
+                    cos_between(start, max, progress / warm)
+                } else {
+                    cos_between(max, end, (progress - warm) / (1.0 - warm))
+                }
             }
             Schedule::Cosine => cos_between(max, 0.0, progress),
             Schedule::Constant => max,
@@ -91,7 +100,12 @@ pub trait Training {
 
 /// Train `task` (resuming when asked) and, once every epoch is done, export the best epoch as
 /// `<out>/<file_name>`.
-pub fn train_and_export(task: &mut impl Training, opts: &RunOptions, recipe: &Value, file_name: &str) -> anyhow::Result<()> {
+pub fn train_and_export(
+    task: &mut impl Training,
+    opts: &RunOptions,
+    recipe: &Value,
+    file_name: &str,
+) -> anyhow::Result<()> {
     let summary = run(task, opts, recipe)?;
     if !summary.finished {
         return Ok(());
@@ -99,7 +113,11 @@ pub fn train_and_export(task: &mut impl Training, opts: &RunOptions, recipe: &Va
     let out = opts.out.join(file_name);
     let model = task.export(&best_weights_path(&opts.out), &out)?;
     // A resumed run that was already complete trains nothing: no throughput to report.
-    let throughput = if summary.images_per_second > 0.0 { format!("; {:.0} images/s over this run", summary.images_per_second) } else { String::new() };
+    let throughput = if summary.images_per_second > 0.0 {
+        format!("; {:.0} images/s over this run", summary.images_per_second)
+    } else {
+        String::new()
+    };
     eprintln!(
         "wrote {} (best epoch {}, selection score {:.4}); thresholds {:?}{throughput}",
         out.display(),
@@ -147,9 +165,15 @@ fn save_checkpoint(out: &Path, task: &mut impl Training, state: &Value) -> anyho
         std::fs::remove_dir_all(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
-    task.net().clone().into_record().save(tmp.join("net.bpk")).map_err(|e| anyhow::anyhow!("saving the network: {e:?}"))?;
+    task.net()
+        .clone()
+        .into_record()
+        .save(tmp.join("net.bpk"))
+        .map_err(|e| anyhow::anyhow!("saving the network: {e:?}"))?;
     for (name, optim) in task.optimizers() {
-        optim.save(tmp.join(format!("optim-{name}.bpk"))).map_err(|e| anyhow::anyhow!("saving optimizer {name}: {e:?}"))?;
+        optim
+            .save(tmp.join(format!("optim-{name}.bpk")))
+            .map_err(|e| anyhow::anyhow!("saving optimizer {name}: {e:?}"))?;
     }
     std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
     let old = out.join("checkpoint.old");
@@ -166,8 +190,13 @@ fn save_checkpoint(out: &Path, task: &mut impl Training, state: &Value) -> anyho
 fn load_checkpoint(out: &Path, task: &mut impl Training) -> anyhow::Result<Value> {
     let dir = checkpoint_dir(out);
     let state: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)?;
-    let record = ModuleRecord::load(dir.join("net.bpk")).map_err(|e| anyhow::anyhow!("reading the checkpointed network: {e:?}"))?;
-    let net = task.net().clone().try_load_record(record).map_err(|e| anyhow::anyhow!("the checkpoint does not fit this model: {e:?}"))?;
+    let record = ModuleRecord::load(dir.join("net.bpk"))
+        .map_err(|e| anyhow::anyhow!("reading the checkpointed network: {e:?}"))?;
+    let net = task
+        .net()
+        .clone()
+        .try_load_record(record)
+        .map_err(|e| anyhow::anyhow!("the checkpoint does not fit this model: {e:?}"))?;
     task.set_net(net);
     for (name, optim) in task.optimizers() {
         let path = dir.join(format!("optim-{name}.bpk"));
@@ -183,7 +212,10 @@ const RESUMABLE_CHANGES: [&str; 3] = ["epochs", "stop_after", "resume"];
 fn same_recipe(a: &Value, b: &Value) -> Vec<String> {
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return vec!["recipe".into()] };
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()) && a.get(*k) != b.get(*k)).map(|k| k.to_string()).collect()
+    keys.into_iter()
+        .filter(|k| !RESUMABLE_CHANGES.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .map(|k| k.to_string())
+        .collect()
 }
 
 /// Train `task` for the epochs `opts` asks, resuming from `opts.out` when asked.
@@ -192,7 +224,10 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
     let has_checkpoint = checkpoint_dir(&opts.out).join("state.json").exists();
     let (mut epoch, mut best_score, mut best_metrics) = (0, f64::NEG_INFINITY, Value::Null);
     if has_checkpoint && !opts.resume {
-        bail!("{} already holds a checkpoint: pass --resume to continue it, or choose another --out", opts.out.display());
+        bail!(
+            "{} already holds a checkpoint: pass --resume to continue it, or choose another --out",
+            opts.out.display()
+        );
     }
     if has_checkpoint {
         let state = load_checkpoint(&opts.out, task)?;
@@ -223,7 +258,11 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
         let (mut loss_sum, mut acc_sum, mut acc_n, mut images) = (0.0, 0.0, 0usize, 0usize);
         for batch in 0..per_epoch {
             let stats = task.step(epoch, batch, (epoch * per_epoch + batch) as f64 / total_steps as f64)?;
-            anyhow::ensure!(stats.loss.is_finite(), "the loss diverged (epoch {}, batch {batch}): lower the learning rate", epoch + 1);
+            anyhow::ensure!(
+                stats.loss.is_finite(),
+                "the loss diverged (epoch {}, batch {batch}): lower the learning rate",
+                epoch + 1
+            );
             loss_sum += stats.loss;
             if let Some(a) = stats.accuracy {
                 acc_sum += a;
@@ -231,7 +270,12 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
             }
             images += stats.images;
             let acc = if acc_n > 0 { format!(" acc {:.1}%", 100.0 * acc_sum / acc_n as f64) } else { String::new() };
-            bar.set_message(format!("epoch {}/{} loss {:.4}{acc}", epoch + 1, opts.epochs, loss_sum / (batch + 1) as f64));
+            bar.set_message(format!(
+                "epoch {}/{} loss {:.4}{acc}",
+                epoch + 1,
+                opts.epochs,
+                loss_sum / (batch + 1) as f64
+            ));
             bar.inc(1);
         }
         bar.finish_and_clear();

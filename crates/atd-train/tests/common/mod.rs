@@ -20,7 +20,8 @@ pub fn full_card(extractor: ExtractorSpec, classes: usize) -> ModelCard {
     card.class_names = (0..classes).map(|c| format!("class{c}")).collect();
     card.discriminator = Some(DiscriminatorSpec { widths: vec![32, 32, 16, 16], ..DiscriminatorSpec::for_features(f) });
     card.generator = Some(GeneratorSpec { noise_dim: 6, widths: vec![8, 4] });
-    card.baselines = Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 2, tail_size: 8 }) });
+    card.baselines =
+        Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 2, tail_size: 8 }) });
     card
 }
 
@@ -101,7 +102,11 @@ pub fn seeded_model(card: ModelCard, seed: u64, device: &Device) -> Model {
 /// Run the `atd` binary: (success, stdout, stderr).
 pub fn atd(args: &[&str]) -> (bool, String, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_atd")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A folder holding `cifar10-tiny.bin` and `ood-tiny.bin`: the data pack's fixtures when the pack
