@@ -20,6 +20,8 @@ if ls /usr/share/vulkan/icd.d/*.json >/dev/null 2>&1; then export WGPU_BACKEND=$
 echo "wgpu backend for the GPU tests: ${WGPU_BACKEND:-the default}"
 # Formatting first: it takes a second and names the file (rustfmt.toml holds the style).
 cargo fmt --all -- --check
+# Lints (workspace Cargo.toml) on every target; release profile, sharing the test build's dependencies.
+cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --release --workspace "$@"
 # The browser: build the wasm package (atd-core, atd-gpu and atd-web for wasm32), then the page.
 pkg-scripts/build-web.sh

@@ -194,8 +194,8 @@ fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
     assert!(last_was_not_best, "no restart ended above its best point: the check above proves nothing");
     // The returned images score what the attack reports.
     let rescored = pollster::block_on(engine.score(&result.adversarial)).unwrap();
-    for i in 0..BATCH {
-        assert!((rescored[i] - result.scores[i]).abs() <= 1e-5, "image {i}: {} vs {}", rescored[i], result.scores[i]);
+    for (i, (a, b)) in rescored.iter().zip(&result.scores).enumerate() {
+        assert!((a - b).abs() <= 1e-5, "image {i}: {a} vs {b}");
     }
 
     // A stop request takes effect at the next report: every step when asked.

@@ -246,10 +246,10 @@ impl ModelCard {
                 return Err(format!("{} class names for a {c}-class classifier", self.class_names.len()));
             }
         }
-        if let Some(d) = &self.discriminator {
-            if d.widths.is_empty() || d.widths.contains(&0) {
-                return Err("discriminator widths must be non-empty and positive".into());
-            }
+        if let Some(d) = &self.discriminator
+            && (d.widths.is_empty() || d.widths.contains(&0))
+        {
+            return Err("discriminator widths must be non-empty and positive".into());
         }
         if let Some(b) = &self.baselines {
             if b.openmax.is_some() && self.classifier.is_none() {

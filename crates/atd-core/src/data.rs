@@ -83,7 +83,7 @@ pub fn parse_cifar_bin(path: &Path, bytes: &[u8], label_bytes: LabelBytes) -> Re
     if bytes.is_empty() {
         return Err(invalid(path, "empty file: no CIFAR records"));
     }
-    if bytes.len() % record != 0 {
+    if !bytes.len().is_multiple_of(record) {
         let whole = bytes.len() / record;
         return Err(invalid(
             path,
@@ -130,10 +130,11 @@ pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) ->
         let bytes = read_file(path)?;
         let list = zip::entries(&bytes).map_err(|e| invalid(path, e.to_string()))?;
         for (index, e) in list.iter().enumerate() {
-            if let Some((class, rest)) = e.name.split_once('/') {
-                if !rest.is_empty() && !rest.contains('/') {
-                    files.push((class.to_string(), e.name.clone(), index));
-                }
+            if let Some((class, rest)) = e.name.split_once('/')
+                && !rest.is_empty()
+                && !rest.contains('/')
+            {
+                files.push((class.to_string(), e.name.clone(), index));
             }
         }
         Some((bytes, list))

@@ -53,8 +53,8 @@ pub fn to_input(img: &DynamicImage) -> Vec<f32> {
     let mut planes = vec![vec![0f32; w * h]; 3];
     for (i, p) in rgba.pixels().enumerate() {
         let a = p.0[3].clamp(0.0, 1.0);
-        for c in 0..3 {
-            planes[c][i] = p.0[c].clamp(0.0, 1.0) * a + (1.0 - a);
+        for (plane, value) in planes.iter_mut().zip(p.0) {
+            plane[i] = value.clamp(0.0, 1.0) * a + (1.0 - a);
         }
     }
     let side = w.min(h);

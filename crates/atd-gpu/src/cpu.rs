@@ -182,6 +182,7 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
                 (p(0), p(1), p(2), p(3), p(5), p(6) != 0, pf(7));
             for n in 0..threads {
                 // Written as in WGSL: a NaN objective never replaces the best.
+                #[allow(clippy::neg_cmp_op_on_partial_ord)]
                 if !first && !(sgn * a[objective + n] > sgn * a[best_objective + n]) {
                     continue;
                 }

@@ -141,7 +141,7 @@ impl Gpu {
             software,
         };
         let param_stride = (device.limits().min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES);
-        let max_binding = (device.limits().max_storage_buffer_binding_size as u64).min(device.limits().max_buffer_size);
+        let max_binding = device.limits().max_storage_buffer_binding_size.min(device.limits().max_buffer_size);
         Ok(Self { device, queue, adapter, layout, pipelines, param_stride, max_binding })
     }
 

@@ -522,7 +522,7 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
 /// Images decoded and scored at a time.
 const SCORE_BATCH: usize = 64;
 
-fn score(path: &PathBuf, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
+fn score(path: &std::path::Path, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
     let device = backend.device()?;
     let model = Model::load(path, &device)?.valid();
     let detectors = model.detectors();
@@ -597,7 +597,7 @@ fn attack(
     image: &PathBuf,
     a: &AttackChoice,
     pgd: &PgdArgs,
-    out: &PathBuf,
+    out: &std::path::Path,
     perturbation: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     use atd_gpu::{AttackOptions, Direction, Engine, Head};
@@ -666,7 +666,7 @@ fn attack(
                 best_of_steps: true,
                 ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
             };
-            let x = batches::inputs_tensor(&[clean.clone()], &Device::flex());
+            let x = batches::inputs_tensor(std::slice::from_ref(&clean), &Device::flex());
             to_vec(atd_train::pgd(&objective, &x, &cfg, |_, _| bar.inc(1)).adversarial)
         }
     };

@@ -18,10 +18,10 @@ fn toy_batch(n: usize, rng: &mut Rng, device: &burn::tensor::Device) -> (Tensor<
     let mut smooth = Vec::with_capacity(n * 3072);
     for _ in 0..n {
         let (base, slope) = ([rng.uniform(), rng.uniform(), rng.uniform()], rng.uniform() - 0.5);
-        for c in 0..3 {
+        for channel in base {
             for _y in 0..32 {
                 for x in 0..32 {
-                    smooth.push((base[c] * 0.6 + 0.2 + slope * (x as f32 / 31.0 - 0.5) * 0.4).clamp(0.0, 1.0));
+                    smooth.push((channel * 0.6 + 0.2 + slope * (x as f32 / 31.0 - 0.5) * 0.4).clamp(0.0, 1.0));
                 }
             }
         }
