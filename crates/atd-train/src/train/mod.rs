@@ -157,12 +157,22 @@ fn checkpoint_dir(out: &Path) -> PathBuf {
     out.join("checkpoint")
 }
 
-/// Write a checkpoint next to the old one, then swap, so a kill never leaves a broken one.
+/// Write a file whole or not at all: to a sibling, then renamed over it.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Write a checkpoint next to the old one, then swap, so a kill never leaves a broken one. A
+/// checkpoint folder is complete once its state.json exists (written last, atomically).
 fn save_checkpoint(out: &Path, task: &mut impl Training, state: &Value) -> anyhow::Result<()> {
     let dir = checkpoint_dir(out);
-    let tmp = out.join("checkpoint.partial");
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
+    let (tmp, old) = (out.join("checkpoint.partial"), out.join("checkpoint.old"));
+    for stale in [&tmp, &old] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)?;
+        }
     }
     std::fs::create_dir_all(&tmp)?;
     task.net()
@@ -175,14 +185,51 @@ fn save_checkpoint(out: &Path, task: &mut impl Training, state: &Value) -> anyho
             .save(tmp.join(format!("optim-{name}.bpk")))
             .map_err(|e| anyhow::anyhow!("saving optimizer {name}: {e:?}"))?;
     }
-    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
-    let old = out.join("checkpoint.old");
+    write_atomically(&tmp.join("state.json"), serde_json::to_string_pretty(state)?.as_bytes())?;
     if dir.exists() {
         std::fs::rename(&dir, &old)?;
     }
     std::fs::rename(&tmp, &dir)?;
     if old.exists() {
         std::fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// After a kill inside `save_checkpoint`, put the newest complete checkpoint back in place and
+/// drop what was half-written.
+fn recover_checkpoint(out: &Path) -> anyhow::Result<()> {
+    let dir = checkpoint_dir(out);
+    let (partial, old) = (out.join("checkpoint.partial"), out.join("checkpoint.old"));
+    if !dir.exists() {
+        for candidate in [&partial, &old] {
+            if candidate.join("state.json").exists() {
+                std::fs::rename(candidate, &dir)?;
+                break;
+            }
+        }
+    }
+    for stale in [&partial, &old] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)?;
+        }
+    }
+    let best_partial = best_weights_path(out).with_extension("safetensors.partial");
+    if best_partial.exists() {
+        std::fs::remove_file(best_partial)?;
+    }
+    Ok(())
+}
+
+/// The log as of the checkpoint: lines of later epochs (logged just before a kill prevented
+/// their checkpoint) and a torn last line are dropped.
+fn truncate_log(path: &Path, epochs: usize) -> anyhow::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let epoch_of = |line: &str| serde_json::from_str::<Value>(line).ok().and_then(|v| v["epoch"].as_u64());
+    let kept: String =
+        text.lines().filter(|l| epoch_of(l).is_some_and(|e| e as usize <= epochs)).map(|l| format!("{l}\n")).collect();
+    if kept != text {
+        write_atomically(path, kept.as_bytes())?;
     }
     Ok(())
 }
@@ -221,6 +268,7 @@ fn same_recipe(a: &Value, b: &Value) -> Vec<String> {
 /// Train `task` for the epochs `opts` asks, resuming from `opts.out` when asked.
 pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyhow::Result<RunSummary> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("creating {}", opts.out.display()))?;
+    recover_checkpoint(&opts.out)?;
     let has_checkpoint = checkpoint_dir(&opts.out).join("state.json").exists();
     let (mut epoch, mut best_score, mut best_metrics) = (0, f64::NEG_INFINITY, Value::Null);
     if has_checkpoint && !opts.resume {
@@ -242,6 +290,7 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
     } else if opts.resume {
         eprintln!("no checkpoint in {}: starting from scratch", opts.out.display());
     }
+    truncate_log(&opts.out.join("log.jsonl"), epoch)?;
     let mut log = std::fs::OpenOptions::new().create(true).append(true).open(opts.out.join("log.jsonl"))?;
     let per_epoch = task.batches_per_epoch();
     let total_steps = (opts.epochs * per_epoch).max(1);
@@ -293,7 +342,8 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
         metrics.insert("epoch_seconds".into(), json!(epoch_start.elapsed().as_secs_f64()));
         let line = Value::Object(metrics);
         use std::io::Write;
-        writeln!(log, "{}", serde_json::to_string(&line)?)?;
+        // One write call per line, so a kill never leaves half a line.
+        log.write_all(format!("{}\n", serde_json::to_string(&line)?).as_bytes())?;
         eprintln!("{}", serde_json::to_string(&line)?);
         if score > best_score {
             best_score = score;
@@ -335,6 +385,49 @@ mod tests {
         assert!(parse_fraction("3/0").is_err());
         assert!(parse_fraction("2").is_err());
         assert!(parse_fraction("x/255").is_err());
+    }
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("atd-recover-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn checkpoint_in(dir: &Path, epoch: u64) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("state.json"), format!("{{\"epoch\": {epoch}}}")).unwrap();
+    }
+
+    #[test]
+    fn a_kill_between_the_checkpoint_renames_loses_nothing() {
+        // Killed after the old checkpoint moved aside, before the new one moved in: the new one.
+        let out = scratch("between");
+        checkpoint_in(&out.join("checkpoint.old"), 2);
+        checkpoint_in(&out.join("checkpoint.partial"), 3);
+        recover_checkpoint(&out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap(), "{\"epoch\": 3}");
+        assert!(!out.join("checkpoint.old").exists() && !out.join("checkpoint.partial").exists());
+        // Killed while the new one was still being written: the old one.
+        let out = scratch("writing");
+        checkpoint_in(&out.join("checkpoint.old"), 2);
+        std::fs::create_dir_all(out.join("checkpoint.partial")).unwrap();
+        std::fs::write(out.join("checkpoint.partial/net.bpk"), b"half").unwrap();
+        std::fs::write(out.join("best.safetensors.partial"), b"half").unwrap();
+        recover_checkpoint(&out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap(), "{\"epoch\": 2}");
+        assert!(!out.join("checkpoint.partial").exists() && !out.join("best.safetensors.partial").exists());
+    }
+
+    #[test]
+    fn the_log_is_cut_back_to_the_checkpoint() {
+        let out = scratch("log");
+        let log = out.join("log.jsonl");
+        std::fs::write(&log, "{\"epoch\":1}\n{\"epoch\":2}\n{\"epoch\":3}\n{\"epo").unwrap();
+        truncate_log(&log, 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "{\"epoch\":1}\n{\"epoch\":2}\n");
+        truncate_log(&log, 0).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
     }
 
     #[test]
