@@ -2,7 +2,7 @@
 //! grayscale, alpha, 16-bit), composite transparency over white, center-crop to a square on the
 //! short side, area-resize to 32x32, and lay out as CHW f32 in [0, 1].
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageReader};
 
 use crate::{IMAGE_SIZE, IMAGE_VALUES};
 
@@ -14,10 +14,18 @@ pub enum ImageError {
     Unsupported(String),
     #[error("could not decode the image: {0}")]
     Decode(String),
+    #[error(
+        "the image is {width}x{height} pixels, {} MiB decoded; the limit is {} pixels a side and {} MiB",
+        bytes >> 20, MAX_SIDE, MAX_DECODED_BYTES >> 20
+    )]
+    TooLarge { width: u32, height: u32, bytes: u64 },
 }
 
 /// Longest side accepted by the decoder; larger files are rejected rather than exhausting memory.
 pub const MAX_SIDE: u32 = 16_384;
+/// Memory budget of a decoded image (its declared size, checked before anything is allocated);
+/// preprocessing needs little more (it converts one row at a time).
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 
 /// Decode image bytes of any supported format.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
@@ -30,14 +38,22 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     if reader.format().is_none() {
         return Err(ImageError::Unsupported("unknown file signature".into()));
     }
+    // Sides are checked below, with the numbers in the error; the allocation cap also covers
+    // what decoders allocate while reading headers.
     let mut limits = image::Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
     reader.limits(limits);
-    reader.decode().map_err(|e| match e {
+    let error = |e: image::ImageError| match e {
         image::ImageError::Unsupported(u) => ImageError::Unsupported(u.to_string()),
         other => ImageError::Decode(other.to_string()),
-    })
+    };
+    // The header's declared size, before any pixel buffer exists.
+    let decoder = reader.into_decoder().map_err(error)?;
+    let ((width, height), bytes) = (decoder.dimensions(), decoder.total_bytes());
+    if width > MAX_SIDE || height > MAX_SIDE || bytes > MAX_DECODED_BYTES {
+        return Err(ImageError::TooLarge { width, height, bytes });
+    }
+    DynamicImage::from_decoder(decoder).map_err(error)
 }
 
 /// Decode and preprocess in one step.
@@ -45,46 +61,39 @@ pub fn image_to_input(bytes: &[u8]) -> Result<Vec<f32>, ImageError> {
     Ok(to_input(&decode(bytes)?))
 }
 
-/// Preprocess a decoded image into a CHW [0,1] 3x32x32 input.
+/// Preprocess a decoded image into a CHW [0,1] 3x32x32 input: the centered square crop,
+/// composited over white, area-averaged. Rows are converted to floats one at a time, so a large
+/// photo needs no more memory than its decoded pixels.
 pub fn to_input(img: &DynamicImage) -> Vec<f32> {
-    let rgba = img.to_rgba32f();
-    let (w, h) = (rgba.width() as usize, rgba.height() as usize);
-    // Composite over white so transparent regions have a defined colour.
-    let mut planes = vec![vec![0f32; w * h]; 3];
-    for (i, p) in rgba.pixels().enumerate() {
-        let a = p.0[3].clamp(0.0, 1.0);
-        for (plane, value) in planes.iter_mut().zip(p.0) {
-            plane[i] = value.clamp(0.0, 1.0) * a + (1.0 - a);
-        }
-    }
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let side = w.min(h);
     let (x0, y0) = ((w - side) / 2, (h - side) / 2);
-    let mut out = Vec::with_capacity(IMAGE_VALUES);
-    for plane in &planes {
-        out.extend(area_resize_square(plane, w, x0, y0, side, IMAGE_SIZE));
-    }
-    // Weighted sums of values in [0,1] can round a hair outside it.
-    out.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-    out
-}
-
-/// Area-average the `side`x`side` window at (x0, y0) of a `stride`-wide plane down (or up) to
-/// `n`x`n`: every output pixel is the mean of the source area it covers, with fractional
-/// weights at the edges (Pillow's BOX filter, OpenCV's INTER_AREA).
-fn area_resize_square(plane: &[f32], stride: usize, x0: usize, y0: usize, side: usize, n: usize) -> Vec<f32> {
+    let n = IMAGE_SIZE;
     let weights = area_weights(side, n);
-    // Rows first (horizontal pass), then columns.
-    let mut horizontal = vec![0f32; side * n];
+    // Horizontal pass per source row of the crop (composited over white, so transparent regions
+    // have a defined colour), then the vertical pass over those rows.
+    let mut horizontal = vec![[0f32; 3]; side * n];
     for y in 0..side {
-        let row = &plane[(y0 + y) * stride + x0..][..side];
+        let row = img.crop_imm(x0 as u32, (y0 + y) as u32, side as u32, 1).to_rgba32f();
+        let composited: Vec<[f32; 3]> = row
+            .pixels()
+            .map(|p| {
+                let a = p.0[3].clamp(0.0, 1.0);
+                [0, 1, 2].map(|c| p.0[c].clamp(0.0, 1.0) * a + (1.0 - a))
+            })
+            .collect();
         for (ox, taps) in weights.iter().enumerate() {
-            horizontal[y * n + ox] = taps.iter().map(|&(i, w)| row[i] * w).sum();
+            horizontal[y * n + ox] = [0, 1, 2].map(|c| taps.iter().map(|&(i, w)| composited[i][c] * w).sum());
         }
     }
-    let mut out = vec![0f32; n * n];
+    let mut out = vec![0f32; IMAGE_VALUES];
     for (oy, taps) in weights.iter().enumerate() {
         for ox in 0..n {
-            out[oy * n + ox] = taps.iter().map(|&(i, w)| horizontal[i * n + ox] * w).sum();
+            for c in 0..3 {
+                let v: f32 = taps.iter().map(|&(i, w)| horizontal[i * n + ox][c] * w).sum();
+                // Weighted sums of values in [0,1] can round a hair outside it.
+                out[c * n * n + oy * n + ox] = v.clamp(0.0, 1.0);
+            }
         }
     }
     out
@@ -207,9 +216,16 @@ mod tests {
         let w = area_weights(3, 2);
         assert_eq!(w[0], vec![(0, 2.0 / 3.0), (1, 1.0 / 3.0)]);
         assert_eq!(w[1], vec![(1, 1.0 / 3.0), (2, 2.0 / 3.0)]);
-        let plane = [0.0, 0.3, 0.9, 0.0, 0.3, 0.9, 0.0, 0.3, 0.9];
-        let out = area_resize_square(&plane, 3, 0, 0, 3, 2);
-        assert!((out[0] - 0.1).abs() < 1e-6 && (out[1] - 0.7).abs() < 1e-6, "{out:?}");
+        // 48 -> 32 (the same 3 -> 2 weights, repeated) on columns 0, 0.3, 0.9, 0, 0.3, 0.9, ...
+        let columns = [0.0f32, 0.3, 0.9];
+        let img = ImageBuffer::from_fn(48, 48, |x, _| image::Rgb([columns[x as usize % 3]; 3]));
+        let out = to_input(&DynamicImage::ImageRgb32F(img));
+        for c in 0..3 {
+            for (k, expected) in [0.1, 0.7].into_iter().cycle().take(IMAGE_SIZE).enumerate() {
+                let v = out[c * IMAGE_SIZE * IMAGE_SIZE + 7 * IMAGE_SIZE + k];
+                assert!((v - expected).abs() < 1e-6, "channel {c} column {k}: {v}");
+            }
+        }
     }
 
     #[test]
@@ -250,6 +266,31 @@ mod tests {
         let png = encode(DynamicImage::ImageRgb8(ImageBuffer::from_pixel(64, 64, Rgb([1u8, 2, 3]))), ImageFormat::Png);
         let err = image_to_input(&png[..png.len() / 2]).unwrap_err();
         assert!(matches!(err, ImageError::Decode(_)), "{err}");
+    }
+
+    #[test]
+    fn images_too_large_to_decode_are_refused_from_their_header() {
+        use crate::zip::crc32;
+        // A PNG header declaring 16000 x 16000 RGBA (1000 MiB decoded), with no pixel data.
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13];
+        let ihdr: Vec<u8> = [&b"IHDR"[..], &16000u32.to_be_bytes(), &16000u32.to_be_bytes(), &[8, 6, 0, 0, 0]].concat();
+        png.extend(&ihdr);
+        png.extend(crc32(&ihdr).to_be_bytes());
+        let empty_chunk = |name: &[u8]| [&[0u8; 4][..], name, &crc32(name).to_be_bytes()].concat();
+        png.extend(empty_chunk(b"IDAT"));
+        png.extend(empty_chunk(b"IEND"));
+        let err = image_to_input(&png).unwrap_err();
+        assert!(matches!(err, ImageError::TooLarge { width: 16000, height: 16000, .. }), "{err}");
+        assert!(err.to_string().contains("256 MiB"), "{err}");
+        // Over the side limit.
+        let wide: Vec<u8> = [&b"IHDR"[..], &20000u32.to_be_bytes(), &8u32.to_be_bytes(), &[8, 2, 0, 0, 0]].concat();
+        let mut png = png[..12].to_vec();
+        png.extend(&wide);
+        png.extend(crc32(&wide).to_be_bytes());
+        png.extend(empty_chunk(b"IDAT"));
+        png.extend(empty_chunk(b"IEND"));
+        let err = image_to_input(&png).unwrap_err().to_string();
+        assert!(err.contains("20000x8") && err.contains("16384"), "{err}");
     }
 
     #[test]

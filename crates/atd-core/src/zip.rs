@@ -3,6 +3,10 @@
 
 use std::fmt;
 
+/// Largest entry this reader inflates: ImageFolder entries are image files, and a larger
+/// declared size (a decompression bomb, or corruption) is refused before any allocation.
+pub const MAX_ENTRY_BYTES: usize = 64 << 20;
+
 pub struct Entry {
     pub name: String,
     method: u16,
@@ -68,6 +72,14 @@ pub fn entries(archive: &[u8]) -> Result<Vec<Entry>, ZipError> {
 /// The uncompressed, CRC-verified bytes of one entry.
 pub fn read(archive: &[u8], entry: &Entry) -> Result<Vec<u8>, ZipError> {
     let err = |what: &str| ZipError(format!("entry {:?}: {what}", entry.name));
+    if entry.uncompressed_size > MAX_ENTRY_BYTES {
+        let mib = |b: usize| b >> 20;
+        return Err(err(&format!(
+            "declares {} MiB uncompressed; the limit is {} MiB per entry",
+            mib(entry.uncompressed_size),
+            mib(MAX_ENTRY_BYTES)
+        )));
+    }
     let at = entry.local_header_offset;
     if u32_at(archive, at) != Some(0x0403_4b50) {
         return Err(err("local header missing (archive truncated or corrupt)"));
@@ -89,7 +101,7 @@ pub fn read(archive: &[u8], entry: &Entry) -> Result<Vec<u8>, ZipError> {
     Ok(data)
 }
 
-fn crc32(data: &[u8]) -> u32 {
+pub(crate) fn crc32(data: &[u8]) -> u32 {
     let mut crc = !0u32;
     for &b in data {
         crc ^= b as u32;
@@ -156,6 +168,11 @@ pub(crate) mod tests {
         let err = read(&corrupt, &entries(&corrupt).unwrap()[0]).unwrap_err().to_string();
         assert!(err.contains("a/x.txt") && err.contains("CRC"), "{err}");
         assert!(entries(&zip[..zip.len() - 30]).is_err());
+        // An entry declaring more than the limit is refused before inflating anything.
+        let mut list = entries(&zip).unwrap();
+        list[0].uncompressed_size = MAX_ENTRY_BYTES + 1;
+        let err = read(&zip, &list[0]).unwrap_err().to_string();
+        assert!(err.contains("a/x.txt") && err.contains("limit is 64 MiB"), "{err}");
     }
 
     #[test]
