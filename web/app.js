@@ -251,7 +251,7 @@ worker.onmessage = (event) => {
       const summary = card.querySelector('.summary');
       summary.dataset.state = msg.stopped ? 'stopped' : 'done';
       if (!r) {
-        summary.textContent = 'stopped before its attack began';
+        summary.textContent = msg.reason || 'stopped before its attack began';
         break;
       }
       drawPixels(card.querySelector('.adv'), r.rgba);

@@ -7,6 +7,10 @@ import init, { Detector, chw_to_rgba, perturbation_rgba, encode_png } from './pk
 
 const ready = init();
 let detectors = new Map();
+// The detectors' GPU devices, taken while no call holds a detector (a running attack does).
+let gpuDevices = [];
+let models = [];
+let engineNow = null;
 let stopRequested = false;
 
 function reply(msg, transfer = []) {
@@ -27,8 +31,9 @@ async function loadAll(models, engine) {
 // engineWanted: 'gpu', 'cpu' or 'auto'. Auto takes WebGPU on a hardware adapter, and the CPU
 // engine where WebGPU is missing, fails, or runs on a software adapter (SwiftShader measured
 // 2-3x slower per attack step than the CPU engine on the same machine).
-async function load(models, engineWanted) {
+async function load(wanted, engineWanted) {
   await ready;
+  models = wanted;
   for (const d of detectors.values()) d.free();
   detectors = new Map();
   let notice = null, details = null;
@@ -52,8 +57,30 @@ async function load(models, engineWanted) {
   if (detectors.size === 0) detectors = await loadAll(models, 'cpu');
   const infos = {};
   for (const [key, d] of detectors) infos[key] = JSON.parse(d.info());
-  const engine = infos[models[0].key].engine === 'webgpu' ? 'gpu' : 'cpu';
-  return { engine, notice, details, infos };
+  engineNow = infos[models[0].key].engine === 'webgpu' ? 'gpu' : 'cpu';
+  keepGpuDevices();
+  return { engine: engineNow, notice, details, infos };
+}
+
+function keepGpuDevices() {
+  for (const device of gpuDevices) device.free();
+  gpuDevices = [...detectors.values()].map((d) => d.gpu_device()).filter(Boolean);
+}
+
+const message = (err) => String(err && err.message ? err.message : err);
+
+// The GPU device was lost (a driver reset, a GPU process crash): carry on on the CPU engine.
+async function fallBackToCpu(err) {
+  for (const d of detectors.values()) d.free();
+  detectors = await loadAll(models, 'cpu');
+  engineNow = 'cpu';
+  keepGpuDevices();
+  const infos = {};
+  for (const [key, d] of detectors) infos[key] = JSON.parse(d.info());
+  reply({
+    type: 'ready', engine: 'cpu', infos, details: message(err),
+    notice: 'The GPU device was lost, so the detectors now run on the CPU engine (WebAssembly).',
+  });
 }
 
 async function attack(msg) {
@@ -70,7 +97,18 @@ async function attack(msg) {
       reply({ type: 'step', id: msg.id, key, t, score });
       return !stopRequested;
     };
-    const result = JSON.parse(await detector.attack(chw, options, onStep));
+    let result;
+    try {
+      result = JSON.parse(await detector.attack(chw, options, onStep));
+    } catch (err) {
+      if (engineNow !== 'gpu') throw err;
+      await fallBackToCpu(err);
+      for (const k of detectors.keys()) {
+        reply({ type: 'attacked', id: msg.id, key: k, result: null, stopped: true, reason: 'stopped: the GPU device was lost; run it again' });
+      }
+      reply({ type: 'attack-finished', id: msg.id, stopped: true });
+      return;
+    }
     const adversarial = new Uint8Array(result.adversarial);
     result.rgba = chw_to_rgba(adversarial);
     result.perturbation = perturbation_rgba(chw, adversarial, msg.eps);
@@ -89,8 +127,19 @@ const handlers = {
   async image(msg) {
     const wasm = await ready;
     const chw = new Uint8Array(msg.chw);
-    const results = {};
-    for (const [key, detector] of detectors) results[key] = JSON.parse(await detector.score(chw));
+    const scoreAll = async () => {
+      const results = {};
+      for (const [key, detector] of detectors) results[key] = JSON.parse(await detector.score(chw));
+      return results;
+    };
+    let results;
+    try {
+      results = await scoreAll();
+    } catch (err) {
+      if (engineNow !== 'gpu') throw err;
+      await fallBackToCpu(err);
+      results = await scoreAll();
+    }
     reply({ type: 'scored', id: msg.id, chw, rgba: chw_to_rgba(chw), results, wasmBytes: wasm.memory.buffer.byteLength });
   },
   attack,
@@ -99,6 +148,11 @@ const handlers = {
 let queue = Promise.resolve();
 self.onmessage = (event) => {
   const msg = event.data;
+  // Fault injection for the tests: lose the GPU device now, even in the middle of an attack.
+  if (msg.type === 'lose-device') {
+    for (const device of gpuDevices) device.destroy();
+    return;
+  }
   // These interrupt the running attack now; the attack ends at its next report.
   if (msg.type === 'stop' || msg.type === 'image' || msg.type === 'attack' || msg.type === 'init') stopRequested = true;
   if (msg.type === 'stop') return;
@@ -106,7 +160,7 @@ self.onmessage = (event) => {
     try {
       await handlers[msg.type](msg);
     } catch (err) {
-      reply({ type: 'error', id: msg.id, during: msg.type, message: String(err && err.message ? err.message : err) });
+      reply({ type: 'error', id: msg.id, during: msg.type, message: message(err) });
     }
   });
 };

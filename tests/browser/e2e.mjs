@@ -5,7 +5,8 @@
 // the best point found), downloads the adversarial PNG and checks its L-infinity distance,
 // checks a bad upload shows an error, and repeats with WebGPU switched off (the CPU fallback).
 // Then: the engine the page picks, Stop mid-attack on both engines, a new image during an
-// attack, fresh seeds per run, the keyboard and the accessible names, memory after a huge image.
+// attack, fresh seeds per run, the keyboard and the accessible names, memory after a huge image,
+// the GPU device lost mid-attack.
 // Prints "N passed, M failed".
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
@@ -299,6 +300,27 @@ await check('keyboard and screen readers: the drop zone opens the picker, names,
     assert(/ATD: score .* best .* Baseline: score/.test(label), `chart text alternative: ${label}`);
     const chart = await page.$eval('#chart', (c) => ({ pixels: c.width, shown: c.clientWidth, ratio: window.devicePixelRatio }));
     assert(Math.abs(chart.pixels / chart.ratio - chart.shown) <= 2, `the chart is drawn at ${chart.pixels} px and shown at ${chart.shown} px: its text shrinks`);
+  } finally { await browser.close(); }
+});
+
+await check('the GPU device lost mid-attack: the page says so, goes on on the CPU engine, the next image works', async () => {
+  const { browser, page, logs } = await openPage(true, 'gpu');
+  try {
+    await upload(page, testImage().path);
+    await startAttack(page, 500, 3);
+    // Destroy the device inside the detectors' worker, as a driver reset would.
+    const detectorWorker = page.workers().find((w) => w.url().endsWith('/worker.js'));
+    await detectorWorker.evaluate(() => self.dispatchEvent(new MessageEvent('message', { data: { type: 'lose-device' } })));
+    await page.waitForSelector('#attack-panel[data-state="stopped"]', { timeout: 60000 });
+    const status = await page.textContent('#status');
+    assert(/GPU device was lost/.test(status), `status: ${status}`);
+    assert((await page.getAttribute('#status', 'data-engine')) === 'cpu', 'not on the CPU engine after the loss');
+    const card = await page.textContent('#result-atd .summary');
+    assert(/GPU device was lost/.test(card), `ATD card: ${card}`);
+    await upload(page, writeTemp('after-loss.png', encodePng(8, 8, Buffer.alloc(8 * 8 * 3, 200))));
+    await startAttack(page, 2);
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
   } finally { await browser.close(); }
 });
 

@@ -155,6 +155,14 @@ impl Engine {
         }
     }
 
+    /// The GPU device, for fault injection (`DeviceHandle::destroy`); `None` on the CPU.
+    pub fn device_handle(&self) -> Option<crate::gpu::DeviceHandle> {
+        match &self.backend {
+            Backend::Gpu { gpu, .. } => Some(gpu.handle()),
+            Backend::Cpu { .. } => None,
+        }
+    }
+
     async fn execute(
         &mut self,
         table: &[Op],

@@ -52,7 +52,23 @@ pub struct Resident {
 
 const PARAMS_BYTES: u64 = 64;
 
+/// The GPU device of an engine, for fault injection: destroying it does what a driver reset or
+/// a lost GPU does (every later call of the engine fails with an error).
+#[derive(Clone)]
+pub struct DeviceHandle(wgpu::Device);
+
+impl DeviceHandle {
+    pub fn destroy(&self) {
+        self.0.destroy();
+    }
+}
+
 impl Gpu {
+    /// A handle on the device that can destroy it while the engine is busy.
+    pub fn handle(&self) -> DeviceHandle {
+        DeviceHandle(self.device.clone())
+    }
+
     /// Find an adapter (high performance first) and build every pipeline.
     pub async fn new() -> Result<Self, GpuError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());

@@ -58,6 +58,18 @@ pub fn linf_levels(clean: &[u8], adversarial: &[u8]) -> u32 {
     clean.iter().zip(adversarial).map(|(c, a)| (*c as i32 - *a as i32).unsigned_abs()).max().unwrap_or(0)
 }
 
+/// A detector's GPU device.
+#[wasm_bindgen]
+pub struct GpuDevice(atd_gpu::gpu::DeviceHandle);
+
+#[wasm_bindgen]
+impl GpuDevice {
+    /// Destroy it, as a driver reset or a lost GPU would: the detector's later calls fail.
+    pub fn destroy(&self) {
+        self.0.destroy();
+    }
+}
+
 /// One detector (ATD's discriminator or a classifier's MSP) on one image at a time.
 #[wasm_bindgen]
 pub struct Detector {
@@ -105,6 +117,12 @@ impl Detector {
             "metrics": card.metrics,
         });
         Ok(Detector { engine, info, threshold })
+    }
+
+    /// This detector's GPU device (none on the CPU engine), which can be destroyed even during
+    /// an attack: fault injection for the page's tests.
+    pub fn gpu_device(&self) -> Option<GpuDevice> {
+        self.engine.device_handle().map(GpuDevice)
     }
 
     /// JSON: detector, engine, adapter (name, backend, software), threshold, classes, training.
