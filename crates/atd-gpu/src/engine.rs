@@ -274,26 +274,10 @@ impl Engine {
             table.push(Op::pgd_init(p.clean, p.input, n, options.seed.wrapping_add(r as u32), start_eps));
         }
         let (keep_first, keep_better) = (table.len(), table.len() + 1);
-        table.push(Op::keep_best(
-            p.input,
-            p.objective,
-            p.best_input,
-            p.best_objective,
-            batch,
-            IMAGE_VALUES,
-            true,
-            sign,
-        ));
-        table.push(Op::keep_best(
-            p.input,
-            p.objective,
-            p.best_input,
-            p.best_objective,
-            batch,
-            IMAGE_VALUES,
-            false,
-            sign,
-        ));
+        let keep = |first| {
+            Op::keep_best(p.input, p.objective, p.best_input, p.best_objective, batch, IMAGE_VALUES, first, sign)
+        };
+        table.extend([keep(true), keep(false)]);
         let history_at = p.history;
 
         let mut history = Vec::with_capacity(options.restarts * (options.steps + 1));
