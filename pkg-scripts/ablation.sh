@@ -19,7 +19,7 @@ FEATURE_RADIUS=${FEATURE_RADIUS:-0.2}
 LIMIT=${LIMIT:-200}
 OUT_LIMIT=${OUT_LIMIT:-100}
 STEPS=${STEPS:-100}
-[ -x "$ATD" ] || cargo build --release -p atd-train
+[ -x "$ATD" ] || cargo build --release -p atd-cli
 mkdir -p "$RUNS/ablation-eval" docs/ablation
 
 # The shipped ATD holds the HAT extractor it was trained on; the variants reuse it.

@@ -19,31 +19,8 @@ rm -rf web/pkg
 wasm-bindgen --target web --no-typescript --out-dir web/pkg target/wasm32-unknown-unknown/release/atd_web.wasm
 
 DATA=${ATD_DATA:-../shared/data}
-if [ -f "$DATA/cifar10-test.bin" ] && command -v python3 >/dev/null; then
-  python3 - "$DATA/cifar10-test.bin" web/samples/cifar <<'PY'
-import json, os, struct, sys, zlib
-src, out = sys.argv[1], sys.argv[2]
-names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-os.makedirs(out, exist_ok=True)
-def png(path, rgb):
-    raw = b"".join(b"\0" + rgb[y * 96:(y + 1) * 96] for y in range(32))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 32, 32, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-index = []
-with open(src, "rb") as f:
-    data = f.read(3073 * 1000)
-for i in range(0, 1000, 111):  # one per class (records are class-interleaved)
-    rec = data[i * 3073:(i + 1) * 3073]
-    label, chw = rec[0], rec[1:]
-    rgb = bytes(chw[c * 1024 + p] for p in range(1024) for c in range(3))
-    name = f"{names[label]}-{i}"
-    png(os.path.join(out, name + ".png"), rgb)
-    index.append({"name": f"CIFAR-10 {names[label]}", "file": name + ".png"})
-json.dump(index, open(os.path.join(out, "index.json"), "w"))
-print(f"extracted {len(index)} CIFAR-10 test images into {out}")
-PY
+if [ -f "$DATA/cifar10-test.bin" ]; then
+  cargo run -q --release -p atd-core --example cifar_samples -- "$DATA/cifar10-test.bin" web/samples/cifar
 else
   echo "no data pack at $DATA: the page offers only its generated samples"
 fi

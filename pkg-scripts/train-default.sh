@@ -6,14 +6,14 @@
 # models: rerun the script, commit checkpoints/, repeat. A finished stage is skipped in seconds.
 #   ATD_DATA      data pack folder (default ../shared/data)
 #   CHECKPOINTS   run folders (default checkpoints/)
-#   BACKEND       cpu or wgpu (default cpu; wgpu needs `cargo build --release --features wgpu`)
+#   BACKEND       cpu or wgpu (default cpu; wgpu needs `cargo build --release -p atd-cli --features wgpu`)
 #   STOP_AFTER    stop every stage cleanly after this many epochs of this invocation (resumable)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${CHECKPOINTS:-checkpoints}
 BACKEND=${BACKEND:-cpu}
 ATD=${ATD:-target/release/atd}
-[ -x "$ATD" ] || cargo build --release -p atd-train
+[ -x "$ATD" ] || cargo build --release -p atd-cli
 mkdir -p "$RUNS"
 RUN=(--resume --backend "$BACKEND")
 [ -n "${STOP_AFTER:-}" ] && RUN+=(--stop-after "$STOP_AFTER")

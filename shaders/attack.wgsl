@@ -1,20 +1,29 @@
 // The attack: the objective and its gradient seed, the random start, the signed PGD step with
 // projection onto the eps-ball and [0,1], per-step score records and best-restart selection.
 
+// Buffers in the arena; `count` samples or values, `width` values per row
+// (crates/atd-gpu/src/params.rs: AttackParams).
+struct AttackParams {
+    clean: u32, x: u32, grad: u32, objective: u32,
+    best_x: u32, best_objective: u32, logits: u32, history: u32,
+    count: u32, width: u32, flag: u32, seed: u32,
+    sign: f32, eps: f32, alpha: f32, pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: AttackParams;
+
 // Objective per sample, and d objective / d logits scaled by `sign` (+1 raises the score,
-// -1 lowers it). Kind 0: the logit itself (ATD's discriminator, one output). Kind 1: the
-// log of the maximum softmax probability (MSP).
-// a: logits, objective, grad, batch; b: classes, kind, sign bits.
+// -1 lowers it). flag 0: the logit itself (ATD's discriminator, one output). flag 1: the
+// log of the maximum softmax probability (MSP) over `width` classes.
 @compute @workgroup_size(256)
 fn objective(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let n = thread_index(gid, groups);
-    if n >= P.a.w { return; }
-    let classes = P.b.x;
-    let sign = bitcast<f32>(P.b.z);
-    let base = P.a.x + n * classes;
-    if P.b.y == 0u {
-        A[P.a.y + n] = A[base];
-        A[P.a.z + n] = sign;
+    if n >= P.count { return; }
+    let classes = P.width;
+    let base = P.logits + n * classes;
+    if P.flag == 0u {
+        A[P.objective + n] = A[base];
+        A[P.grad + n] = P.sign;
         return;
     }
     var best = 0u;
@@ -24,10 +33,10 @@ fn objective(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     }
     var total = 0.0;
     for (var c = 0u; c < classes; c++) { total = total + exp(A[base + c] - m); }
-    A[P.a.y + n] = -log(total);
+    A[P.objective + n] = -log(total);
     for (var c = 0u; c < classes; c++) {
         let p = exp(A[base + c] - m) / total;
-        A[P.a.z + n * classes + c] = sign * (select(0.0, 1.0, c == best) - p);
+        A[P.grad + n * classes + c] = P.sign * (select(0.0, 1.0, c == best) - p);
     }
 }
 
@@ -43,48 +52,43 @@ fn noise(seed: u32, i: u32) -> f32 {
     return f32(pcg(i ^ pcg(seed)) >> 8u) / 8388608.0 - 1.0;
 }
 
-// x = clamp(x0 + eps * noise, 0, 1) (eps 0: x = x0). a: x0, x, n, seed; b.x: eps bits.
+// x = clamp(clean + eps * noise, 0, 1) over count values (eps 0: x = clean).
 @compute @workgroup_size(256)
 fn pgd_init(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    if i >= P.a.z { return; }
-    let eps = bitcast<f32>(P.b.x);
-    A[P.a.y + i] = clamp(A[P.a.x + i] + eps * noise(P.a.w, i), 0.0, 1.0);
+    if i >= P.count { return; }
+    A[P.x + i] = clamp(A[P.clean + i] + P.eps * noise(P.seed, i), 0.0, 1.0);
 }
 
-// x = clamp(clamp(x + alpha * sign(g), x0 - eps, x0 + eps), 0, 1).
-// a: x0, x, g, n; b: eps bits, alpha bits.
+// x = clamp(clamp(x + alpha * sign(grad), clean - eps, clean + eps), 0, 1) over count values.
 @compute @workgroup_size(256)
 fn pgd_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    if i >= P.a.w { return; }
-    let eps = bitcast<f32>(P.b.x);
-    let alpha = bitcast<f32>(P.b.y);
-    let x0 = A[P.a.x + i];
-    let stepped = A[P.a.y + i] + alpha * sign(A[P.a.z + i]);
-    A[P.a.y + i] = clamp(clamp(stepped, x0 - eps, x0 + eps), 0.0, 1.0);
+    if i >= P.count { return; }
+    let x0 = A[P.clean + i];
+    let stepped = A[P.x + i] + P.alpha * sign(A[P.grad + i]);
+    A[P.x + i] = clamp(clamp(stepped, x0 - P.eps, x0 + P.eps), 0.0, 1.0);
 }
 
-// hist[n] = objective[n]. a: objective, hist, batch.
+// history[n] = objective[n] for n < count.
 @compute @workgroup_size(256)
 fn record(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let n = thread_index(gid, groups);
-    if n >= P.a.z { return; }
-    A[P.a.y + n] = A[P.a.x + n];
+    if n >= P.count { return; }
+    A[P.history + n] = A[P.objective + n];
 }
 
-// Per sample: keep x and its objective when it is better for the attacker (sign * objective
-// larger) than the best so far; always on the first restart.
-// a: x, objective, best_x, best_objective; b: batch, values per sample, first, sign bits.
+// Per sample (count of them, width values each): keep x and its objective when it is better
+// for the attacker (sign * objective larger) than the best so far; always when flag is set
+// (the first restart).
 @compute @workgroup_size(256)
 fn keep_best(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let n = thread_index(gid, groups);
-    if n >= P.b.x { return; }
-    let sign = bitcast<f32>(P.b.w);
-    if P.b.z == 0u && !(sign * A[P.a.y + n] > sign * A[P.a.w + n]) { return; }
-    A[P.a.w + n] = A[P.a.y + n];
-    let per = P.b.y;
+    if n >= P.count { return; }
+    if P.flag == 0u && !(P.sign * A[P.objective + n] > P.sign * A[P.best_objective + n]) { return; }
+    A[P.best_objective + n] = A[P.objective + n];
+    let per = P.width;
     for (var k = 0u; k < per; k++) {
-        A[P.a.z + n * per + k] = A[P.a.x + n * per + k];
+        A[P.best_x + n * per + k] = A[P.x + n * per + k];
     }
 }

@@ -1,16 +1,8 @@
 // Shared by every kernel family (prepended to each shader file by atd-gpu).
-// One layout for every dispatch: the op's parameters (a dynamic-offset uniform), all model
-// weights (folded BatchNorm included) in one read-only buffer, and one read-write arena holding
-// every activation, gradient and attack buffer. Offsets below are in f32 elements.
-
-struct Params {
-    a: vec4<u32>,
-    b: vec4<u32>,
-    c: vec4<u32>,
-    d: vec4<u32>,
-}
-
-@group(0) @binding(0) var<uniform> P: Params;
+// One layout for every dispatch: the op's parameters (a dynamic-offset uniform at binding 0,
+// declared by each family's file as its own struct, the mirror of crates/atd-gpu/src/params.rs),
+// all model weights (folded BatchNorm included) in one read-only buffer, and one read-write
+// arena holding every activation, gradient and attack buffer. Offsets are in f32 elements.
 @group(0) @binding(1) var<storage, read> W: array<f32>;
 @group(0) @binding(2) var<storage, read_write> A: array<f32>;
 

@@ -4,7 +4,17 @@
 // activation it loads is used four times (register blocking); kernel taps that fall outside
 // the image are skipped by loop bounds, not per-tap branches.
 //
-// a: x, w (W), y, batch; b: cin, cout, hin, win; c: hout, wout, k, stride; d: pad_top, pad_left, accumulate.
+// `input` and `output` in the arena, `weights` in the weights (crates/atd-gpu/src/params.rs:
+// ConvParams); the backward reads d output as `input` and writes d input as `output`.
+
+struct ConvParams {
+    input: u32, weights: u32, output: u32, batch: u32,
+    cin: u32, cout: u32, hin: u32, win: u32,
+    hout: u32, wout: u32, k: u32, stride: u32,
+    pad_top: u32, pad_left: u32, accumulate: u32, pad0: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: ConvParams;
 
 const BLOCK: u32 = 4u;
 
@@ -22,7 +32,7 @@ fn store4(at: u32, step: u32, first: u32, count: u32, v: vec4<f32>) {
     for (var j = 0u; j < BLOCK; j++) {
         if first + j < count {
             let o = at + j * step;
-            if P.d.z != 0u { A[o] = A[o] + v[j]; } else { A[o] = v[j]; }
+            if P.accumulate != 0u { A[o] = A[o] + v[j]; } else { A[o] = v[j]; }
         }
     }
 }
@@ -31,16 +41,16 @@ fn store4(at: u32, step: u32, first: u32, count: u32, v: vec4<f32>) {
 @compute @workgroup_size(256)
 fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    let cin = P.b.x; let cout = P.b.y; let hin = P.b.z; let win = P.b.w;
-    let hout = P.c.x; let wout = P.c.y; let k = P.c.z; let stride = P.c.w;
+    let cin = P.cin; let cout = P.cout; let hin = P.hin; let win = P.win;
+    let hout = P.hout; let wout = P.wout; let k = P.k; let stride = P.stride;
     let blocks = (cout + BLOCK - 1u) / BLOCK;
-    if i >= P.a.w * blocks * hout * wout { return; }
+    if i >= P.batch * blocks * hout * wout { return; }
     let ox = i % wout;
     let oy = (i / wout) % hout;
     let co0 = ((i / (wout * hout)) % blocks) * BLOCK;
     let n = i / (wout * hout * blocks);
-    let y0 = i32(oy * stride) - i32(P.d.x);
-    let x0 = i32(ox * stride) - i32(P.d.y);
+    let y0 = i32(oy * stride) - i32(P.pad_top);
+    let x0 = i32(ox * stride) - i32(P.pad_left);
     let ky_lo = u32(max(0, -y0));
     let ky_hi = u32(clamp(i32(hin) - y0, 0, i32(k)));
     let kx_lo = u32(max(0, -x0));
@@ -48,8 +58,8 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let kk = k * k;
     var sum = vec4<f32>(0.0);
     for (var ci = 0u; ci < cin; ci++) {
-        let xbase = P.a.x + (n * cin + ci) * hin * win;
-        let wbase = P.a.y + ci * kk;
+        let xbase = P.input + (n * cin + ci) * hin * win;
+        let wbase = P.weights + ci * kk;
         for (var ky = ky_lo; ky < ky_hi; ky++) {
             let row = xbase + u32(y0 + i32(ky)) * win;
             for (var kx = kx_lo; kx < kx_hi; kx++) {
@@ -58,30 +68,30 @@ fn conv_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
             }
         }
     }
-    store4(P.a.z + ((n * cout + co0) * hout + oy) * wout + ox, hout * wout, co0, cout, sum);
+    store4(P.output + ((n * cout + co0) * hout + oy) * wout + ox, hout * wout, co0, cout, sum);
 }
 
 // One thread per (image, block of 4 input channels, input pixel): dx[n, ci, y, x] (+)= sum over
-// co, ky, kx of w[co, ci, ky, kx] * dy[n, co, oy, ox] where oy * stride + ky - pad_top = y.
-// a: dy, w (W), dx, batch; b..d as conv_forward.
+// co, ky, kx of w[co, ci, ky, kx] * dy[n, co, oy, ox] where oy * stride + ky - pad_top = y;
+// `input` is dy and `output` dx.
 @compute @workgroup_size(256)
 fn conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    let cin = P.b.x; let cout = P.b.y; let hin = P.b.z; let win = P.b.w;
-    let hout = P.c.x; let wout = P.c.y; let k = P.c.z; let stride = P.c.w;
+    let cin = P.cin; let cout = P.cout; let hin = P.hin; let win = P.win;
+    let hout = P.hout; let wout = P.wout; let k = P.k; let stride = P.stride;
     let blocks = (cin + BLOCK - 1u) / BLOCK;
-    if i >= P.a.w * blocks * hin * win { return; }
+    if i >= P.batch * blocks * hin * win { return; }
     let x = i % win;
     let y = (i / win) % hin;
     let ci0 = ((i / (win * hin)) % blocks) * BLOCK;
     let n = i / (win * hin * blocks);
-    let ty = y + P.d.x;
-    let tx = x + P.d.y;
+    let ty = y + P.pad_top;
+    let tx = x + P.pad_left;
     let kk = k * k;
     var sum = vec4<f32>(0.0);
     for (var co = 0u; co < cout; co++) {
-        let gbase = P.a.x + (n * cout + co) * hout * wout;
-        let wbase = P.a.y + co * cin * kk;
+        let gbase = P.input + (n * cout + co) * hout * wout;
+        let wbase = P.weights + co * cin * kk;
         // Taps with ky = ty (mod stride), ky <= ty and oy = (ty - ky) / stride < hout.
         for (var ky = ty % stride; ky < k && ky <= ty; ky += stride) {
             let oy = (ty - ky) / stride;
@@ -94,7 +104,7 @@ fn conv_backward_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
             }
         }
     }
-    store4(P.a.z + ((n * cin + ci0) * hin + y) * win + x, hin * win, ci0, cin, sum);
+    store4(P.output + ((n * cin + ci0) * hin + y) * win + x, hin * win, ci0, cin, sum);
 }
 
 // The same forward convolution, tiled through workgroup memory: a workgroup computes an 8x8
@@ -119,14 +129,14 @@ fn conv_forward_tiled(
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) l: u32,
 ) {
-    let cin = P.b.x; let cout = P.b.y; let hin = P.b.z; let win = P.b.w;
-    let hout = P.c.x; let wout = P.c.y; let k = P.c.z; let stride = P.c.w;
+    let cin = P.cin; let cout = P.cout; let hin = P.hin; let win = P.win;
+    let hout = P.hout; let wout = P.wout; let k = P.k; let stride = P.stride;
     let tiles_x = (wout + TILE - 1u) / TILE;
     let tiles_y = (hout + TILE - 1u) / TILE;
     let channel_blocks = (cout + TILE_CHANNELS - 1u) / TILE_CHANNELS;
     // The workgroup index is uniform, so this early exit keeps the barriers below uniform.
     let g = wid.x + wid.y * groups.x;
-    if g >= P.a.w * channel_blocks * tiles_y * tiles_x { return; }
+    if g >= P.batch * channel_blocks * tiles_y * tiles_x { return; }
     let tx = g % tiles_x;
     let ty = (g / tiles_x) % tiles_y;
     let block = (g / (tiles_x * tiles_y)) % channel_blocks;
@@ -134,8 +144,8 @@ fn conv_forward_tiled(
     let side = (TILE - 1u) * stride + k;
     let area = side * side;
     let kk = k * k;
-    let y_origin = i32(ty * TILE * stride) - i32(P.d.x);
-    let x_origin = i32(tx * TILE * stride) - i32(P.d.y);
+    let y_origin = i32(ty * TILE * stride) - i32(P.pad_top);
+    let x_origin = i32(tx * TILE * stride) - i32(P.pad_left);
     let px = l % TILE;
     let py = (l / TILE) % TILE;
     let quad = l / (TILE * TILE);
@@ -149,7 +159,7 @@ fn conv_forward_tiled(
             let x = x_origin + i32(j % side);
             var v = 0.0;
             if ci < chunk && y >= 0 && y < i32(hin) && x >= 0 && x < i32(win) {
-                v = A[P.a.x + ((n * cin + c0 + ci) * hin + u32(y)) * win + u32(x)];
+                v = A[P.input + ((n * cin + c0 + ci) * hin + u32(y)) * win + u32(x)];
             }
             staged_input[j] = v;
         }
@@ -159,7 +169,7 @@ fn conv_forward_tiled(
             let first = block * TILE_CHANNELS + (j % 4u) * BLOCK;
             var v = vec4<f32>(0.0);
             if ci < chunk && first < cout {
-                v = weights4(P.a.y + (c0 + ci) * kk + (j / 4u) % kk, cin * kk, first, cout - 1u);
+                v = weights4(P.weights + (c0 + ci) * kk + (j / 4u) % kk, cin * kk, first, cout - 1u);
             }
             staged_taps[j] = v;
         }
@@ -178,6 +188,6 @@ fn conv_forward_tiled(
     let oy = ty * TILE + py;
     let ox = tx * TILE + px;
     if oy < hout && ox < wout {
-        store4(P.a.z + ((n * cout + co0) * hout + oy) * wout + ox, hout * wout, co0, cout, sum);
+        store4(P.output + ((n * cout + co0) * hout + oy) * wout + ox, hout * wout, co0, cout, sum);
     }
 }

@@ -1,43 +1,52 @@
 // Per-channel affine (folded BatchNorm or input normalisation) + activation, its input
 // gradient, residual add and copy.
 
-// y = act(x * scale[c] + shift[c]) over b * channels * hw values.
-// a: x, y, scale (W), shift (W); b: channels, hw, n, act; c.x: slope bits.
+// `x` and `y` are inputs and `out` the output in the arena; `scale` and `shift` per-channel
+// vectors in the weights (crates/atd-gpu/src/params.rs: ElementwiseParams).
+struct ElementwiseParams {
+    x: u32, y: u32, out: u32, scale: u32,
+    shift: u32, channels: u32, hw: u32, n: u32,
+    act: u32, slope: f32, accumulate: u32, pad0: u32,
+    pad1: u32, pad2: u32, pad3: u32, pad4: u32,
+}
+
+@group(0) @binding(0) var<uniform> P: ElementwiseParams;
+
+// out = act(x * scale[c] + shift[c]) over n = batch * channels * hw values.
 @compute @workgroup_size(256)
 fn affine_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    if i >= P.b.z { return; }
-    let ch = (i / P.b.y) % P.b.x;
-    let z = A[P.a.x + i] * W[P.a.z + ch] + W[P.a.w + ch];
-    A[P.a.y + i] = activate(z, P.b.w, bitcast<f32>(P.c.x));
+    if i >= P.n { return; }
+    let ch = (i / P.hw) % P.channels;
+    let z = A[P.x + i] * W[P.scale + ch] + W[P.shift + ch];
+    A[P.out + i] = activate(z, P.act, P.slope);
 }
 
-// dx (+)= dy * act'(x * scale + shift) * scale.
-// a: x, dy, dx, scale (W); b: channels, hw, n, act; c: slope bits, shift (W), accumulate.
+// out (+)= y * act'(x * scale + shift) * scale: y is d(affine_act's out), out is dx.
 @compute @workgroup_size(256)
 fn affine_act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    if i >= P.b.z { return; }
-    let ch = (i / P.b.y) % P.b.x;
-    let scale = W[P.a.w + ch];
-    let z = A[P.a.x + i] * scale + W[P.c.y + ch];
-    var g = A[P.a.y + i] * activate_grad(z, P.b.w, bitcast<f32>(P.c.x)) * scale;
-    if P.c.z != 0u { g = g + A[P.a.z + i]; }
-    A[P.a.z + i] = g;
+    if i >= P.n { return; }
+    let ch = (i / P.hw) % P.channels;
+    let scale = W[P.scale + ch];
+    let z = A[P.x + i] * scale + W[P.shift + ch];
+    var g = A[P.y + i] * activate_grad(z, P.act, P.slope) * scale;
+    if P.accumulate != 0u { g = g + A[P.out + i]; }
+    A[P.out + i] = g;
 }
 
-// y = x1 + x2 over n values. a: x1, x2, y, n.
+// out = x + y over n values.
 @compute @workgroup_size(256)
 fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    if i >= P.a.w { return; }
-    A[P.a.z + i] = A[P.a.x + i] + A[P.a.y + i];
+    if i >= P.n { return; }
+    A[P.out + i] = A[P.x + i] + A[P.y + i];
 }
 
-// y = x over n values. a: x, y, n.
+// out = x over n values.
 @compute @workgroup_size(256)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = thread_index(gid, groups);
-    if i >= P.a.z { return; }
-    A[P.a.y + i] = A[P.a.x + i];
+    if i >= P.n { return; }
+    A[P.out + i] = A[P.x + i];
 }

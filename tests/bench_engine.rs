@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use atd_core::card::ExtractorSpec;
 use atd_gpu::gpu::AdapterSummary;
-use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine, Head};
+use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine};
 use atd_tests::{card, images, random_weights};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, pgd};
@@ -30,13 +30,13 @@ fn time(repeats: usize, mut f: impl FnMut()) -> f64 {
 /// PGD step (whole batch), and the adapter.
 fn engine_times(
     bytes: &[u8],
-    head: Head,
+    detector: Detector,
     x: &[f32],
     batch: usize,
     steps: usize,
     conv: ConvStrategy,
 ) -> (f64, f64, AdapterSummary) {
-    let mut gpu = pollster::block_on(Engine::gpu_with_conv(bytes, head, batch, conv)).expect("a GPU adapter");
+    let mut gpu = pollster::block_on(Engine::gpu_with_conv(bytes, detector, batch, conv)).expect("a GPU adapter");
     let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
     let forward = time(3, || {
         pollster::block_on(gpu.score(x)).unwrap();
@@ -47,16 +47,16 @@ fn engine_times(
     (forward, attack / (steps + 1) as f64, gpu.adapter().expect("on the GPU").clone())
 }
 
-fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
+fn bench(name: &str, bytes: &[u8], detector: Detector, batch: usize, steps: usize) {
     let x = images(batch, 3);
     let per = |ms: f64| ms / batch as f64;
-    let (direct_fwd, direct_step, adapter) = engine_times(bytes, head, &x, batch, steps, ConvStrategy::Direct);
-    let (tiled_fwd, tiled_step, _) = engine_times(bytes, head, &x, batch, steps, ConvStrategy::Tiled);
+    let (direct_fwd, direct_step, adapter) = engine_times(bytes, detector, &x, batch, steps, ConvStrategy::Direct);
+    let (tiled_fwd, tiled_step, _) = engine_times(bytes, detector, &x, batch, steps, ConvStrategy::Tiled);
     let (our_fwd, our_step) = match ConvStrategy::for_adapter(adapter.software) {
         ConvStrategy::Direct => (direct_fwd, direct_step),
         ConvStrategy::Tiled => (tiled_fwd, tiled_step),
     };
-    let mut cpu = Engine::cpu(bytes, head, batch).unwrap();
+    let mut cpu = Engine::cpu(bytes, detector, batch).unwrap();
     let cpu_fwd = time(1, || {
         pollster::block_on(cpu.score(&x)).unwrap();
     });
@@ -64,9 +64,9 @@ fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
     let cpu_step = time(1, || {
         pollster::block_on(cpu.attack(&x, &options, |_, _| true)).unwrap();
     }) / (steps + 1) as f64;
-    let (burn_fwd, burn_step) = burn_times(bytes, head, &x, batch, steps, &Device::flex());
+    let (burn_fwd, burn_step) = burn_times(bytes, detector, &x, batch, steps, &Device::flex());
     println!(
-        "{name:<22} {head:?} batch {batch:>2} | WGSL on {}: direct conv forward {:7.2} ms/img, PGD step {:7.2} ms/img; tiled conv forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img, PGD step {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
+        "{name:<22} {detector:?} batch {batch:>2} | WGSL on {}: direct conv forward {:7.2} ms/img, PGD step {:7.2} ms/img; tiled conv forward {:7.2} ms/img, PGD step {:7.2} ms/img | WGSL CPU reference: forward {:7.2} ms/img, PGD step {:7.2} ms/img | Burn flex: forward {:6.2} ms/img, PGD step {:6.2} ms/img{}",
         adapter.name,
         per(direct_fwd),
         per(direct_step),
@@ -76,7 +76,7 @@ fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
         per(cpu_step),
         per(burn_fwd),
         per(burn_step / steps as f64),
-        versus_burn_wgpu(bytes, head, &x, batch, steps, our_fwd, our_step),
+        versus_burn_wgpu(bytes, detector, &x, batch, steps, our_fwd, our_step),
     );
 }
 
@@ -84,7 +84,7 @@ fn bench(name: &str, bytes: &[u8], head: Head, batch: usize, steps: usize) {
 #[cfg(feature = "wgpu")]
 fn versus_burn_wgpu(
     bytes: &[u8],
-    head: Head,
+    detector: Detector,
     x: &[f32],
     batch: usize,
     steps: usize,
@@ -92,7 +92,7 @@ fn versus_burn_wgpu(
     our_step: f64,
 ) -> String {
     let (fwd, pgd_ms) =
-        burn_times(bytes, head, x, batch, steps, &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+        burn_times(bytes, detector, x, batch, steps, &Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
     let step = pgd_ms / steps as f64;
     format!(
         " | Burn wgpu: forward {:7.2} ms/img, PGD step {:7.2} ms/img | ours (the adapter's kernel) vs Burn wgpu: {:.2}x forward, {:.2}x PGD step",
@@ -104,15 +104,14 @@ fn versus_burn_wgpu(
 }
 
 #[cfg(not(feature = "wgpu"))]
-fn versus_burn_wgpu(_: &[u8], _: Head, _: &[f32], _: usize, _: usize, _: f64, _: f64) -> String {
+fn versus_burn_wgpu(_: &[u8], _: Detector, _: &[f32], _: usize, _: usize, _: f64, _: f64) -> String {
     String::new()
 }
 
 /// Burn's ms per forward and per `steps`-step PGD (whole batch) on `device`, reading the result
 /// back so that asynchronous backends are timed to completion.
-fn burn_times(bytes: &[u8], head: Head, x: &[f32], batch: usize, steps: usize, device: &Device) -> (f64, f64) {
+fn burn_times(bytes: &[u8], detector: Detector, x: &[f32], batch: usize, steps: usize, device: &Device) -> (f64, f64) {
     let model = Model::from_bytes(bytes, device).unwrap().valid();
-    let detector = if head == Head::Atd { Detector::Atd } else { Detector::Msp };
     let input = tensor_from(x.to_vec(), [batch, 3, 32, 32], device);
     let forward = time(3, || {
         to_vec(model.score(detector, input.clone()));
@@ -129,11 +128,11 @@ fn main() {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/models");
     for file in ["atd.safetensors", "standard.safetensors"] {
         let Ok(bytes) = std::fs::read(models.join(file)) else { continue };
-        let head = if file.starts_with("atd") { Head::Atd } else { Head::Msp };
+        let detector = if file.starts_with("atd") { Detector::Atd } else { Detector::Msp };
         for batch in if quick { vec![1] } else { vec![1, 16] } {
-            bench(file, &bytes, head, batch, 10);
+            bench(file, &bytes, detector, batch, 10);
         }
     }
     let preact = random_weights(card(ExtractorSpec::preact_resnet18_swish()), 1);
-    bench("PreActResNet-18 Swish", &preact, Head::Atd, 1, if quick { 1 } else { 3 });
+    bench("PreActResNet-18 Swish", &preact, Detector::Atd, 1, if quick { 1 } else { 3 });
 }

@@ -2,7 +2,7 @@
 //! reference on the same weights file: scores, input gradients and whole PGD attacks.
 
 use atd_core::card::ExtractorSpec;
-use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine, Head};
+use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine};
 use atd_tests::{card, cosine, images, random_weights};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, input_gradient, pgd};
@@ -11,36 +11,28 @@ use burn::tensor::{Device, Tensor};
 
 const BATCH: usize = 2;
 
-fn detector(head: Head) -> Detector {
-    match head {
-        Head::Atd => Detector::Atd,
-        Head::Msp => Detector::Msp,
-    }
-}
-
 fn burn_input(x: &[f32]) -> Tensor<4> {
     tensor_from(x.to_vec(), [x.len() / 3072, 3, 32, 32], &Device::flex())
 }
 
-/// Scores, gradients and a PGD attack of `steps` steps: the engine against Burn for `head`.
-fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize) {
+/// Scores, gradients and a PGD attack of `steps` steps: the engine against Burn for `detector`.
+fn check(name: &str, bytes: &[u8], engine: &mut Engine, detector: Detector, steps: usize) {
     let model = Model::from_bytes(bytes, &Device::flex()).unwrap().valid();
-    let d = detector(head);
     let x = images(BATCH, 11);
 
-    let burn_scores = to_vec(model.score(d, burn_input(&x)));
+    let burn_scores = to_vec(model.score(detector, burn_input(&x)));
     let scores = pollster::block_on(engine.score(&x)).unwrap();
     for (a, b) in burn_scores.iter().zip(&scores) {
-        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{name} {head:?}: score burn {a} engine {b}");
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{name} {detector:?}: score burn {a} engine {b}");
     }
 
-    let objective = |x: Tensor<4>| model.score_logit(d, x);
+    let objective = |x: Tensor<4>| model.score_logit(detector, x);
     let burn_grad = to_vec(input_gradient(&objective, &burn_input(&x)));
     let (grad, _) = pollster::block_on(engine.input_gradient(&x, Direction::In)).unwrap();
     for i in 0..BATCH {
         let range = i * 3072..(i + 1) * 3072;
         let c = cosine(&burn_grad[range.clone()], &grad[range]);
-        assert!(c >= 0.9999, "{name} {head:?}: gradient cosine {c} for image {i}");
+        assert!(c >= 0.9999, "{name} {detector:?}: gradient cosine {c} for image {i}");
     }
 
     // PGD towards out: the same random start (atd_core::noise), so the same path up to sign
@@ -55,16 +47,19 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize
     }))
     .unwrap();
     assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
-    let down = |x: Tensor<4>| model.score_logit(d, x).neg();
+    let down = |x: Tensor<4>| model.score_logit(detector, x).neg();
     let cfg = PgdConfig { seed: 5, best_of_steps: true, ..PgdConfig::new(eps, steps) };
     let burn_adv = to_vec(pgd(&down, &burn_input(&x), &cfg, |_, _| {}).adversarial);
-    let burn_final = to_vec(model.score(d, burn_input(&burn_adv)));
+    let burn_final = to_vec(model.score(detector, burn_input(&burn_adv)));
     for i in 0..BATCH {
         let (a, b) = (burn_final[i], result.scores[i]);
-        assert!((a - b).abs() <= 0.02 * a.abs().max(0.05), "{name} {head:?}: PGD-{steps} score burn {a} engine {b}");
+        assert!(
+            (a - b).abs() <= 0.02 * a.abs().max(0.05),
+            "{name} {detector:?}: PGD-{steps} score burn {a} engine {b}"
+        );
         assert!(
             result.scores[i] <= scores[i],
-            "{name} {head:?}: the attack raised the score {} -> {}",
+            "{name} {detector:?}: the attack raised the score {} -> {}",
             scores[i],
             result.scores[i]
         );
@@ -78,7 +73,7 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, head: Head, steps: usize
     let same = result.adversarial.iter().zip(&burn_adv).filter(|(a, b)| a == b).count();
     assert!(
         same as f64 >= 0.95 * burn_adv.len() as f64,
-        "{name} {head:?}: only {same} of {} adversarial values agree",
+        "{name} {detector:?}: only {same} of {} adversarial values agree",
         burn_adv.len()
     );
 }
@@ -89,17 +84,17 @@ fn check_model(
     extractor: ExtractorSpec,
     seed: u64,
     gpu: Option<ConvStrategy>,
-    heads: &[Head],
+    detectors: &[Detector],
     steps: usize,
 ) {
     let bytes = random_weights(card(extractor), seed);
-    for &head in heads {
+    for &detector in detectors {
         let mut engine = match gpu {
-            Some(conv) => pollster::block_on(Engine::gpu_with_conv(&bytes, head, BATCH, conv))
+            Some(conv) => pollster::block_on(Engine::gpu_with_conv(&bytes, detector, BATCH, conv))
                 .expect("a GPU adapter: install mesa-vulkan-drivers for lavapipe"),
-            None => Engine::cpu(&bytes, head, BATCH).unwrap(),
+            None => Engine::cpu(&bytes, detector, BATCH).unwrap(),
         };
-        check(name, &bytes, &mut engine, head, steps);
+        check(name, &bytes, &mut engine, detector, steps);
     }
 }
 
@@ -111,7 +106,7 @@ fn gpu_engine_matches_burn_on_the_small_relu_model() {
             ExtractorSpec::small(),
             1,
             Some(conv),
-            &[Head::Atd, Head::Msp],
+            &[Detector::Atd, Detector::Msp],
             10,
         );
     }
@@ -119,17 +114,17 @@ fn gpu_engine_matches_burn_on_the_small_relu_model() {
 
 #[test]
 fn gpu_engine_matches_burn_on_a_random_preact_resnet18_swish() {
-    // The paper's extractor is ~0.6 GMAC per image: one head and a one-step attack keep
-    // lavapipe CI fast (the heads and longer attacks are covered on the small model).
+    // The paper's extractor is ~0.6 GMAC per image: one detector and a one-step attack keep
+    // lavapipe CI fast (the detectors and longer attacks are covered on the small model).
     // The adapter's own convolution kernel (both are compared on the small model above).
     let bytes = random_weights(card(ExtractorSpec::preact_resnet18_swish()), 2);
-    let mut engine = pollster::block_on(Engine::gpu(&bytes, Head::Atd, BATCH)).expect("a GPU adapter");
-    check("preact18-swish", &bytes, &mut engine, Head::Atd, 1);
+    let mut engine = pollster::block_on(Engine::gpu(&bytes, Detector::Atd, BATCH)).expect("a GPU adapter");
+    check("preact18-swish", &bytes, &mut engine, Detector::Atd, 1);
 }
 
 #[test]
 fn cpu_engine_matches_burn_on_the_small_relu_model() {
-    check_model("small (cpu engine)", ExtractorSpec::small(), 3, None, &[Head::Atd, Head::Msp], 10);
+    check_model("small (cpu engine)", ExtractorSpec::small(), 3, None, &[Detector::Atd, Detector::Msp], 10);
 }
 
 #[test]
@@ -146,10 +141,10 @@ fn shipped_models_match_burn() {
     for path in files {
         let bytes = std::fs::read(&path).unwrap();
         let card = atd_core::weights::read_card(&bytes).unwrap();
-        let heads = [(card.discriminator.is_some(), Head::Atd), (card.classifier.is_some(), Head::Msp)];
-        for head in heads.into_iter().filter_map(|(has, h)| has.then_some(h)) {
-            let mut engine = pollster::block_on(Engine::gpu(&bytes, head, BATCH)).unwrap();
-            check(&path.display().to_string(), &bytes, &mut engine, head, 10);
+        let detectors = [(card.discriminator.is_some(), Detector::Atd), (card.classifier.is_some(), Detector::Msp)];
+        for detector in detectors.into_iter().filter_map(|(has, h)| has.then_some(h)) {
+            let mut engine = pollster::block_on(Engine::gpu(&bytes, detector, BATCH)).unwrap();
+            check(&path.display().to_string(), &bytes, &mut engine, detector, 10);
         }
     }
 }
@@ -157,23 +152,35 @@ fn shipped_models_match_burn() {
 #[test]
 fn engine_rejects_bad_input_clearly() {
     let bytes = random_weights(card(ExtractorSpec::tiny()), 4);
-    let mut engine = Engine::cpu(&bytes, Head::Atd, 1).unwrap();
+    let mut engine = Engine::cpu(&bytes, Detector::Atd, 1).unwrap();
     let err = pollster::block_on(engine.score(&[0.5; 100])).unwrap_err().to_string();
     assert!(err.contains("3072"), "{err}");
     let mut no_d = card(ExtractorSpec::tiny());
     no_d.discriminator = None;
-    let err = Engine::cpu(&random_weights(no_d, 4), Head::Atd, 1).err().unwrap().to_string();
+    let err = Engine::cpu(&random_weights(no_d, 4), Detector::Atd, 1).err().unwrap().to_string();
     assert!(err.contains("discriminator"), "{err}");
-    let err = Engine::cpu(&bytes[..bytes.len() / 2], Head::Atd, 1).err().unwrap().to_string();
+    let err = Engine::cpu(&bytes[..bytes.len() / 2], Detector::Atd, 1).err().unwrap().to_string();
     assert!(!err.is_empty());
     let bad = AttackOptions { restarts: 0, ..AttackOptions::new(0.1, 3, Direction::In) };
     assert!(pollster::block_on(engine.attack(&images(1, 1), &bad, |_, _| true)).is_err());
+    // Detectors the engine does not compute, and batches over its memory budget, are refused
+    // before anything is allocated, with the limit in the message.
+    let err = Engine::cpu(&bytes, Detector::Md, 1).err().unwrap().to_string();
+    assert!(err.contains("md") && err.contains("atd and msp"), "{err}");
+    let limit = format!("{} MiB", atd_gpu::plan::MAX_ENGINE_BYTES >> 20);
+    for batch in [100_000, usize::MAX] {
+        let err = Engine::cpu(&bytes, Detector::Atd, batch).err().unwrap().to_string();
+        assert!(err.contains(&format!("batch of {batch}")) && err.contains(&limit), "{err}");
+    }
+    // Just under the input bound, the whole plan (activations too) is still over the budget.
+    let err = Engine::cpu(&bytes, Detector::Atd, 10_000).err().unwrap().to_string();
+    assert!(err.contains(&limit), "{err}");
 }
 
 #[test]
 fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
     let bytes = random_weights(card(ExtractorSpec::small()), 6);
-    let mut engine = Engine::cpu(&bytes, Head::Atd, BATCH).unwrap();
+    let mut engine = Engine::cpu(&bytes, Detector::Atd, BATCH).unwrap();
     let x = images(BATCH, 13);
     // Steps as large as eps make PGD overshoot, so the last iterate is often not the best.
     let eps = 8.0 / 255.0;

@@ -4,6 +4,7 @@
 // attack on both detectors (the chart grows, the scores move the requested way, the result is
 // the best point found), downloads the adversarial PNG and checks its L-infinity distance,
 // checks a bad upload shows an error, and repeats with WebGPU switched off (the CPU fallback).
+// The test's images are written and read back by Rust (no PNG codec here).
 // Then: the engine the page picks, Stop mid-attack on both engines, a new image during an
 // attack, fresh seeds per run, the keyboard and the accessible names, memory after a huge image,
 // the GPU device lost mid-attack.
@@ -13,7 +14,7 @@ import { createServer } from 'node:http';
 import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, extname, dirname, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
-import { deflateSync, inflateSync, crc32 } from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -23,69 +24,22 @@ mkdirSync(out, { recursive: true });
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const BASE_FLAGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-// ---- tiny PNG codec (8-bit RGB/RGBA, all five filters) -----------------------------------
-function encodePng(width, height, rgb) {
-  const raw = Buffer.alloc((width * 3 + 1) * height);
-  for (let y = 0; y < height; y++) rgb.copy(raw, y * (width * 3 + 1) + 1, y * width * 3, (y + 1) * width * 3);
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4); len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4); crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const ihdr = Buffer.alloc(13);
-  ihdr.writeUInt32BE(width, 0); ihdr.writeUInt32BE(height, 4); ihdr[8] = 8; ihdr[9] = 2;
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', ihdr), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}
-
-function decodePng(buf) {
-  let pos = 8, width, height, channels, idat = [];
-  while (pos < buf.length) {
-    const len = buf.readUInt32BE(pos), type = buf.toString('ascii', pos + 4, pos + 8), data = buf.subarray(pos + 8, pos + 8 + len);
-    if (type === 'IHDR') {
-      width = data.readUInt32BE(0); height = data.readUInt32BE(4);
-      if (data[8] !== 8) throw new Error('only 8-bit PNGs');
-      channels = { 2: 3, 6: 4 }[data[9]];
-    }
-    if (type === 'IDAT') idat.push(data);
-    pos += 12 + len;
-  }
-  const raw = inflateSync(Buffer.concat(idat)), stride = width * channels, pixels = Buffer.alloc(stride * height);
-  for (let y = 0; y < height; y++) {
-    const filter = raw[y * (stride + 1)];
-    for (let x = 0; x < stride; x++) {
-      const v = raw[y * (stride + 1) + 1 + x];
-      const a = x >= channels ? pixels[y * stride + x - channels] : 0;
-      const b = y > 0 ? pixels[(y - 1) * stride + x] : 0;
-      const c = x >= channels && y > 0 ? pixels[(y - 1) * stride + x - channels] : 0;
-      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
-      const paeth = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
-      pixels[y * stride + x] = (v + [0, a, b, (a + b) >> 1, paeth][filter]) & 255;
-    }
-  }
-  const rgb = Buffer.alloc(width * height * 3);
-  for (let i = 0; i < width * height; i++) for (let k = 0; k < 3; k++) rgb[i * 3 + k] = pixels[i * channels + k];
-  return { width, height, rgb };
-}
-
-// ---- a real image from the data pack ---------------------------------------------------------
-function testImage() {
-  const data = process.env.ATD_DATA || join(root, '..', 'shared', 'data');
-  const file = join(data, 'cifar10-test.bin');
-  const rgb = Buffer.alloc(64 * 64 * 3);
-  if (existsSync(file)) {
-    // A CIFAR-10 test image (record 7), upscaled 2x so the page has to resize it.
-    const rec = readFileSync(file).subarray(7 * 3073, 8 * 3073);
-    for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) for (let c = 0; c < 3; c++)
-      rgb[(y * 64 + x) * 3 + c] = rec[1 + c * 1024 + (y >> 1) * 32 + (x >> 1)];
-    return { path: writeTemp('cifar-test-7.png', encodePng(64, 64, rgb)), real: true };
-  }
-  for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 37) % 256;
-  return { path: writeTemp('generated.png', encodePng(64, 64, rgb)), real: false };
-}
-
+// ---- the test's images, written and read by Rust (crates/atd-core/examples/test_images.rs) ----
 const temp = mkdtempSync(join(tmpdir(), 'atd-e2e-'));
 function writeTemp(name, bytes) { const p = join(temp, name); writeFileSync(p, bytes); return p; }
+const dataPack = process.env.ATD_DATA || join(root, '..', 'shared', 'data');
+function testImagesTool(args) {
+  return execFileSync('cargo', ['run', '-q', '--release', '-p', 'atd-core', '--example', 'test_images', '--', ...args], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+testImagesTool(['write', temp, join(dataPack, 'cifar10-test.bin')]);
+// A real CIFAR-10 test image (record 7, upscaled 2x so the page has to resize it), or a
+// generated one without the data pack.
+function testImage() {
+  const real = existsSync(join(temp, 'cifar-test-7.png'));
+  return { path: join(temp, real ? 'cifar-test-7.png' : 'generated.png'), real };
+}
+// A PNG as the model sees it: { width, height, chw } (32x32 CHW bytes).
+const modelInput = (path) => JSON.parse(testImagesTool(['chw', path]));
 
 // ---- static server on 127.0.0.1 ---------------------------------------------------------
 const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png', '.safetensors': 'application/octet-stream' };
@@ -179,10 +133,10 @@ async function attackFlow(page, steps, label) {
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#result-baseline .download')]);
   const saved = join(temp, `${label}-adversarial.png`);
   await download.saveAs(saved);
-  const png = decodePng(readFileSync(saved));
+  const png = modelInput(saved);
   assert(png.width === 32 && png.height === 32, `downloaded PNG is ${png.width}x${png.height}`);
   let linf = 0;
-  for (let i = 0; i < 32 * 32; i++) for (let c = 0; c < 3; c++) linf = Math.max(linf, Math.abs(png.rgb[i * 3 + c] - clean[i * 4 + c]));
+  for (let i = 0; i < 32 * 32; i++) for (let c = 0; c < 3; c++) linf = Math.max(linf, Math.abs(png.chw[c * 1024 + i] - clean[i * 4 + c]));
   assert(linf <= eps && linf > 0, `downloaded PNG has L-inf ${linf}/255 from the input, eps ${eps}/255`);
   const msPerStep = {
     atd: Number(await page.getAttribute('#result-atd .summary', 'data-ms-per-step')),
@@ -317,7 +271,7 @@ await check('the GPU device lost mid-attack: the page says so, goes on on the CP
     assert((await page.getAttribute('#status', 'data-engine')) === 'cpu', 'not on the CPU engine after the loss');
     const card = await page.textContent('#result-atd .summary');
     assert(/GPU device was lost/.test(card), `ATD card: ${card}`);
-    await upload(page, writeTemp('after-loss.png', encodePng(8, 8, Buffer.alloc(8 * 8 * 3, 200))));
+    await upload(page, join(temp, 'flat-8x8.png'));
     await startAttack(page, 2);
     await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
     assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
@@ -329,10 +283,7 @@ await check('a 4000x3000 image leaves the detectors\' memory as it was (decoded 
   try {
     await upload(page, testImage().path);
     const before = Number(await page.getAttribute('#input', 'data-worker-wasm-bytes'));
-    const [w, h] = [4000, 3000];
-    const rgb = Buffer.alloc(w * h * 3);
-    for (let i = 0; i < rgb.length; i++) rgb[i] = ((i % (w * 3)) >> 4) ^ ((i / (w * 3)) >> 3);
-    await upload(page, writeTemp('huge.png', encodePng(w, h, rgb)));
+    await upload(page, join(temp, 'huge-4000x3000.png'));
     const after = Number(await page.getAttribute('#input', 'data-worker-wasm-bytes'));
     // Decoding it in the detectors' worker grew its memory by the decoded image (>= 36 MiB).
     assert(before > 0 && after - before <= 8 * 2 ** 20, `the detectors' wasm memory grew from ${before} to ${after} bytes`);

@@ -99,6 +99,19 @@ impl ExtractorSpec {
         *self.widths.last().expect("validated: at least one stage")
     }
 
+    /// One line naming the architecture, as `atd info` and the page show it.
+    pub fn description(&self) -> String {
+        format!(
+            "pre-activation ResNet, widths {:?}, blocks {:?}, {:?}, {:?} shortcut, {:?} padding, feature dim {}",
+            self.widths,
+            self.blocks,
+            self.activation,
+            self.shortcut,
+            self.padding,
+            self.feature_dim()
+        )
+    }
+
     /// Every block in order: (input channels, output channels, stride).
     pub fn block_layout(&self) -> Vec<(usize, usize, usize)> {
         let mut layout = Vec::new();
@@ -124,10 +137,35 @@ impl ExtractorSpec {
         if self.widths.contains(&0) || self.blocks.contains(&0) {
             return Err("extractor: widths and block counts must be positive".into());
         }
+        check_width("extractor widths", &self.widths)?;
+        check_depth("extractor blocks", self.blocks.iter().try_fold(0usize, |sum, &b| sum.checked_add(b)))?;
         if self.input_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err("extractor: input_std must be finite and positive".into());
         }
         Ok(())
+    }
+}
+
+/// The most layers (extractor blocks, discriminator or generator layers) and the widest layer
+/// (channels, classes, noise) a card may declare: far beyond any real model (the paper's
+/// extractor has 8 blocks of at most 512 channels), and small enough that the list of tensors
+/// a card implies stays small, whatever a hostile file declares.
+pub const MAX_LAYERS: usize = 1024;
+pub const MAX_WIDTH: usize = 1 << 16;
+
+fn check_width(what: &str, widths: &[usize]) -> Result<(), String> {
+    match widths.iter().find(|&&w| w > MAX_WIDTH) {
+        Some(w) => Err(format!("{what}: {w} is over the limit of {MAX_WIDTH}")),
+        None => Ok(()),
+    }
+}
+
+/// `count` is None when the count overflowed.
+fn check_depth(what: &str, count: Option<usize>) -> Result<(), String> {
+    match count {
+        Some(n) if n <= MAX_LAYERS => Ok(()),
+        Some(n) => Err(format!("{what}: {n} is over the limit of {MAX_LAYERS}")),
+        None => Err(format!("{what}: more than the limit of {MAX_LAYERS}")),
     }
 }
 
@@ -251,6 +289,18 @@ impl ModelCard {
         {
             return Err("discriminator widths must be non-empty and positive".into());
         }
+        if let Some(c) = self.classifier {
+            check_width("classifier classes", &[c])?;
+        }
+        if let Some(d) = &self.discriminator {
+            check_width("discriminator widths", &d.widths)?;
+            check_depth("discriminator layers", Some(d.widths.len()))?;
+        }
+        if let Some(g) = &self.generator {
+            check_width("generator widths", &g.widths)?;
+            check_width("generator noise_dim", &[g.noise_dim])?;
+            check_depth("generator layers", Some(g.widths.len()))?;
+        }
         if let Some(b) = &self.baselines {
             if b.openmax.is_some() && self.classifier.is_none() {
                 return Err("OpenMax statistics need a classifier head".into());
@@ -327,5 +377,31 @@ impl ModelCard {
             }
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `engine_plan` fuzz target: a card declaring 5555555553 blocks made the
+    /// loader list tens of billions of tensors (out of memory) before failing.
+    #[test]
+    fn cards_declaring_absurd_architectures_are_refused_before_listing_tensors() {
+        let mut card = ModelCard::classifier(ExtractorSpec { blocks: vec![5_555_555_553, 1], ..ExtractorSpec::tiny() });
+        let err = card.check().unwrap_err();
+        assert!(err.contains("extractor blocks") && err.contains("limit of 1024"), "{err}");
+        card.extractor.blocks = vec![usize::MAX, usize::MAX];
+        assert!(card.check().unwrap_err().contains("more than the limit"));
+        card.extractor = ExtractorSpec { widths: vec![4, MAX_WIDTH + 1], ..ExtractorSpec::tiny() };
+        assert!(card.check().unwrap_err().contains("extractor widths"));
+        card.extractor = ExtractorSpec::tiny();
+        card.discriminator = Some(DiscriminatorSpec { widths: vec![4; MAX_LAYERS + 1], slope: 0.2 });
+        assert!(card.check().unwrap_err().contains("discriminator layers"));
+        card.discriminator = None;
+        card.generator = Some(GeneratorSpec { noise_dim: usize::MAX, widths: vec![4] });
+        assert!(card.check().unwrap_err().contains("generator noise_dim"));
+        card.generator = None;
+        assert_eq!(card.check(), Ok(()));
     }
 }

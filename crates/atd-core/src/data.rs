@@ -18,8 +18,13 @@ fn invalid(path: &Path, message: impl Into<String>) -> DataError {
     DataError::Invalid { path: path.to_path_buf(), message: message.into() }
 }
 
+/// Largest data file (CIFAR records, an ImageFolder ZIP, one image of a folder) read into
+/// memory; CIFAR-10's training records are 150 MiB.
+pub const MAX_DATA_FILE_BYTES: u64 = 4 << 30;
+
 fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
-    std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })
+    crate::file::read_limited(path, MAX_DATA_FILE_BYTES, "data file")
+        .map_err(|source| DataError::Io { path: path.to_path_buf(), source })
 }
 
 /// A set of 32x32 RGB images (CHW bytes, one image after the other) with labels.
@@ -107,50 +112,70 @@ pub fn parse_cifar_bin(path: &Path, bytes: &[u8], label_bytes: LabelBytes) -> Re
 /// Read an ImageFolder tree `<class>/<image>` from a directory or a `.zip` file. Classes are the
 /// sorted top-level folder names; images of any size and format are preprocessed to 32x32.
 /// `on_image` is called after each decoded image (for progress bars).
-pub fn read_image_folder(path: &Path, mut on_image: impl FnMut(usize, usize)) -> Result<ImageSet, DataError> {
-    let mut files: Vec<(String, String, usize)> = Vec::new(); // (class, file path or entry name, entry index)
-    let archive = if path.is_dir() {
-        for class_dir in std::fs::read_dir(path).map_err(|source| DataError::Io { path: path.into(), source })? {
-            let class_dir = class_dir.map_err(|source| DataError::Io { path: path.into(), source })?.path();
-            if !class_dir.is_dir() {
-                continue;
-            }
-            let class = class_dir.file_name().unwrap().to_string_lossy().into_owned();
-            for f in
-                std::fs::read_dir(&class_dir).map_err(|source| DataError::Io { path: class_dir.clone(), source })?
-            {
-                let f = f.map_err(|source| DataError::Io { path: class_dir.clone(), source })?.path();
-                if f.is_file() {
-                    files.push((class.clone(), f.to_string_lossy().into_owned(), 0));
-                }
+pub fn read_image_folder(path: &Path, on_image: impl FnMut(usize, usize)) -> Result<ImageSet, DataError> {
+    if !path.is_dir() {
+        return parse_image_folder_zip(path, &read_file(path)?, on_image);
+    }
+    let mut files: Vec<(String, String, usize)> = Vec::new(); // (class, file path, unused index)
+    for class_dir in std::fs::read_dir(path).map_err(|source| DataError::Io { path: path.into(), source })? {
+        let class_dir = class_dir.map_err(|source| DataError::Io { path: path.into(), source })?.path();
+        if !class_dir.is_dir() {
+            continue;
+        }
+        let class = class_dir.file_name().unwrap().to_string_lossy().into_owned();
+        for f in std::fs::read_dir(&class_dir).map_err(|source| DataError::Io { path: class_dir.clone(), source })? {
+            let f = f.map_err(|source| DataError::Io { path: class_dir.clone(), source })?.path();
+            if f.is_file() {
+                files.push((class.clone(), f.to_string_lossy().into_owned(), 0));
             }
         }
-        None
-    } else {
-        let bytes = read_file(path)?;
-        let list = zip::entries(&bytes).map_err(|e| invalid(path, e.to_string()))?;
-        for (index, e) in list.iter().enumerate() {
-            if let Some((class, rest)) = e.name.split_once('/')
-                && !rest.is_empty()
-                && !rest.contains('/')
-            {
-                files.push((class.to_string(), e.name.clone(), index));
-            }
+    }
+    decode_folder(path, files, |key, _| read_file(Path::new(key)), on_image)
+}
+
+/// An ImageFolder ZIP already in memory (`<class>/<image>` entries); `path` names it in errors.
+pub fn parse_image_folder_zip(
+    path: &Path,
+    bytes: &[u8],
+    on_image: impl FnMut(usize, usize),
+) -> Result<ImageSet, DataError> {
+    let list = zip::entries(bytes).map_err(|e| invalid(path, e.to_string()))?;
+    let mut files = Vec::new(); // (class, entry name, entry index)
+    for (index, e) in list.iter().enumerate() {
+        if let Some((class, rest)) = e.name.split_once('/')
+            && !rest.is_empty()
+            && !rest.contains('/')
+        {
+            files.push((class.to_string(), e.name.clone(), index));
         }
-        Some((bytes, list))
-    };
+    }
+    decode_folder(
+        path,
+        files,
+        |_, index| zip::read(bytes, &list[index]).map_err(|e| invalid(path, e.to_string())),
+        on_image,
+    )
+}
+
+/// Decode the listed `(class, key, index)` files (read by `read`) into a set, in sorted order.
+fn decode_folder(
+    path: &Path,
+    mut files: Vec<(String, String, usize)>,
+    read: impl Fn(&str, usize) -> Result<Vec<u8>, DataError>,
+    mut on_image: impl FnMut(usize, usize),
+) -> Result<ImageSet, DataError> {
     files.sort();
     if files.is_empty() {
         return Err(invalid(path, "no images found in <class>/<image> layout"));
     }
     let mut class_names: Vec<String> = files.iter().map(|(c, _, _)| c.clone()).collect();
     class_names.dedup();
+    if class_names.len() > u16::MAX as usize + 1 {
+        return Err(invalid(path, format!("{} classes; labels are 16-bit, so at most 65536", class_names.len())));
+    }
     let mut set = ImageSet { pixels: Vec::with_capacity(files.len() * IMAGE_VALUES), labels: vec![], class_names };
     for (i, (class, key, index)) in files.iter().enumerate() {
-        let bytes = match &archive {
-            None => read_file(Path::new(key))?,
-            Some((zip_bytes, list)) => zip::read(zip_bytes, &list[*index]).map_err(|e| invalid(path, e.to_string()))?,
-        };
+        let bytes = read(key, *index)?;
         let input = preprocess::image_to_input(&bytes).map_err(|e| invalid(path, format!("entry {key:?}: {e}")))?;
         set.pixels.extend(input.iter().map(|v| (v * 255.0).round() as u8));
         set.labels.push(set.class_names.binary_search(class).expect("class listed") as u16);

@@ -1,9 +1,12 @@
-//! Shared core of atd-web: the weights-file contract, image preprocessing, OOD metrics and
-//! dataset readers. No Burn and no wgpu, so it builds for wasm32 and every crate can use it.
+//! Shared core of atd-web: the weights-file contract, image preprocessing, OOD metrics,
+//! dataset readers, and the vocabulary of detectors and attacks (`attack`). No Burn and no
+//! wgpu, so it builds for wasm32 and every crate can use it.
 
+pub mod attack;
 pub mod card;
 pub mod data;
 pub mod digest;
+pub mod file;
 pub mod metrics;
 pub mod noise;
 pub mod preprocess;

@@ -27,6 +27,15 @@ pub const MAX_SIDE: u32 = 16_384;
 /// preprocessing needs little more (it converts one row at a time).
 pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 
+/// Largest image file read, as large as the decoded budget (files of the images that fit in it
+/// are far smaller).
+pub const MAX_IMAGE_FILE_BYTES: u64 = MAX_DECODED_BYTES;
+
+/// Read an image file's bytes, refusing one over `MAX_IMAGE_FILE_BYTES` before reading it.
+pub fn read_image_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    crate::file::read_limited(path, MAX_IMAGE_FILE_BYTES, "image file")
+}
+
 /// Decode image bytes of any supported format.
 pub fn decode(bytes: &[u8]) -> Result<DynamicImage, ImageError> {
     if bytes.is_empty() {
@@ -138,6 +147,20 @@ pub fn quantize_towards_clean(clean: &[u8], adversarial: &[f32]) -> Vec<u8> {
         .collect()
 }
 
+/// CHW bytes of a model input (3x32x32, the CIFAR record layout) as a PNG file: what the CLI
+/// writes, the page downloads and the page's CIFAR samples are.
+pub fn chw_bytes_to_png(chw: &[u8]) -> Result<Vec<u8>, ImageError> {
+    if chw.len() != IMAGE_VALUES {
+        return Err(ImageError::Decode(format!("expected {IMAGE_VALUES} CHW bytes (3x32x32), got {}", chw.len())));
+    }
+    let rgb = input_to_rgb8(&chw_bytes_to_input(chw));
+    let img = image::RgbImage::from_raw(IMAGE_SIZE as u32, IMAGE_SIZE as u32, rgb).expect("3x32x32 values");
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    Ok(png)
+}
+
 /// Convert CHW [0,1] values to CHW bytes, rounded.
 pub fn input_to_chw_bytes(input: &[f32]) -> Vec<u8> {
     input.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect()
@@ -151,6 +174,15 @@ pub fn chw_bytes_to_input(bytes: &[u8]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn png_round_trip_keeps_every_byte_and_wrong_sizes_are_errors() {
+        let chw: Vec<u8> = (0..IMAGE_VALUES).map(|i| (i * 7 % 256) as u8).collect();
+        let png = chw_bytes_to_png(&chw).unwrap();
+        assert_eq!(input_to_chw_bytes(&image_to_input(&png).unwrap()), chw);
+        let err = chw_bytes_to_png(&chw[1..]).unwrap_err().to_string();
+        assert!(err.contains("3072") && err.contains("3071"), "{err}");
+    }
 
     #[test]
     fn quantisation_never_leaves_the_eps_ball() {

@@ -75,6 +75,14 @@ impl Weights {
     }
 }
 
+/// Largest weights file read (the paper's PreActResNet-18 is 45 MiB in f32).
+pub const MAX_WEIGHTS_FILE_BYTES: u64 = 1 << 30;
+
+/// Read a weights file's bytes, refusing one over `MAX_WEIGHTS_FILE_BYTES` before reading it.
+pub fn read_weights_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    crate::file::read_limited(path, MAX_WEIGHTS_FILE_BYTES, "weights file")
+}
+
 /// Read only the model card from the safetensors header (cheap: no tensor is touched).
 pub fn read_card(bytes: &[u8]) -> Result<ModelCard, WeightsError> {
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| WeightsError::Format(e.to_string()))?;

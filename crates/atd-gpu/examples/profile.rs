@@ -4,13 +4,14 @@
 
 use std::time::Instant;
 
+use atd_gpu::Detector;
 use atd_gpu::gpu::Gpu;
-use atd_gpu::plan::{ConvStrategy, Head, Plan};
+use atd_gpu::plan::{ConvStrategy, Plan};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let bytes = std::fs::read(&args[1]).expect("weights file");
-    let head = if args.get(2).map(String::as_str) == Some("msp") { Head::Msp } else { Head::Atd };
+    let detector = Detector::from_name(args.get(2).map_or("atd", String::as_str)).unwrap();
     let batch: usize = args.get(3).map(|b| b.parse().unwrap()).unwrap_or(1);
     let gpu = pollster::block_on(Gpu::new()).unwrap();
     let conv = match args.get(4).map(String::as_str) {
@@ -18,7 +19,7 @@ fn main() {
         Some("tiled") => ConvStrategy::Tiled,
         _ => ConvStrategy::for_adapter(gpu.adapter.software),
     };
-    let plan = Plan::new(&atd_core::Weights::from_bytes(&bytes).unwrap(), head, batch, conv).unwrap();
+    let plan = Plan::new(&atd_core::Weights::from_bytes(&bytes).unwrap(), detector, batch, conv).unwrap();
     println!("adapter: {:?}, {conv:?} forward convolutions", gpu.adapter);
     let mut resident = gpu.upload(&plan.weights, plan.arena_len).unwrap();
     let mut table = plan.forward.clone();

@@ -2,6 +2,7 @@
 //! same parameters. It is what kernel tests compare the GPU against, and the engine's fallback
 //! where WebGPU is missing.
 
+use crate::params::{AttackParams, ConvParams, DenseParams, ElementwiseParams};
 use crate::plan::{ACT_LEAKY, ACT_RELU, ACT_SWISH, Kernel, Op};
 
 fn activate(z: f32, act: u32, slope: f32) -> f32 {
@@ -54,61 +55,71 @@ fn sign(v: f32) -> f32 {
     }
 }
 
+/// An offset or size parameter as an index.
+fn ix(v: u32) -> usize {
+    v as usize
+}
+
 /// Run one op on the CPU: the same arithmetic as its WGSL kernel.
 pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
-    let p = |i: usize| op.params[i] as usize;
-    let pf = |i: usize| f32::from_bits(op.params[i]);
     let threads = op.threads as usize;
     match op.kernel {
         Kernel::AffineAct => {
-            let (x, y, scale, shift, channels, hw, act, slope) =
-                (p(0), p(1), p(2), p(3), p(4), p(5), op.params[7], pf(8));
+            let p: ElementwiseParams = op.params();
+            let (x, out, scale, shift, channels, hw) =
+                (ix(p.x), ix(p.out), ix(p.scale), ix(p.shift), ix(p.channels), ix(p.hw));
             for i in 0..threads {
                 let ch = (i / hw) % channels;
-                a[y + i] = activate(a[x + i] * w[scale + ch] + w[shift + ch], act, slope);
+                a[out + i] = activate(a[x + i] * w[scale + ch] + w[shift + ch], p.act, p.slope);
             }
         }
         Kernel::AffineActBackward => {
-            let (x, dy, dx, scale, channels, hw, act, slope, shift, accumulate) =
-                (p(0), p(1), p(2), p(3), p(4), p(5), op.params[7], pf(8), p(9), p(10) != 0);
+            let p: ElementwiseParams = op.params();
+            let (x, dy, dx, scale, shift, channels, hw) =
+                (ix(p.x), ix(p.y), ix(p.out), ix(p.scale), ix(p.shift), ix(p.channels), ix(p.hw));
             for i in 0..threads {
                 let ch = (i / hw) % channels;
                 let s = w[scale + ch];
                 let z = a[x + i] * s + w[shift + ch];
-                let mut g = a[dy + i] * activate_grad(z, act, slope) * s;
-                if accumulate {
+                let mut g = a[dy + i] * activate_grad(z, p.act, p.slope) * s;
+                if p.accumulate != 0 {
                     g += a[dx + i];
                 }
                 a[dx + i] = g;
             }
         }
         Kernel::Add => {
+            let p: ElementwiseParams = op.params();
             for i in 0..threads {
-                a[p(2) + i] = a[p(0) + i] + a[p(1) + i];
+                a[ix(p.out) + i] = a[ix(p.x) + i] + a[ix(p.y) + i];
             }
         }
         Kernel::Copy => {
+            let p: ElementwiseParams = op.params();
             for i in 0..threads {
-                a[p(1) + i] = a[p(0) + i];
+                a[ix(p.out) + i] = a[ix(p.x) + i];
             }
         }
         Kernel::ConvForward | Kernel::ConvForwardTiled | Kernel::ConvBackwardInput => conv(op, w, a),
         Kernel::LinearForward => {
-            let (x, wt, y, nin, nout, bias, has_bias) = (p(0), p(1), p(2), p(4), p(5), p(6), p(7) != 0);
+            let p: DenseParams = op.params();
+            let (x, wt, y, nin, nout, bias) =
+                (ix(p.input), ix(p.weights), ix(p.output), ix(p.nin), ix(p.nout), ix(p.bias));
             for i in 0..threads {
                 let (o, n) = (i % nout, i / nout);
                 let mut sum = 0.0f32;
                 for k in 0..nin {
                     sum += a[x + n * nin + k] * w[wt + k * nout + o];
                 }
-                if has_bias {
+                if p.has_bias != 0 {
                     sum += w[bias + o];
                 }
                 a[y + i] = sum;
             }
         }
         Kernel::LinearBackwardInput => {
-            let (dy, wt, dx, nin, nout) = (p(0), p(1), p(2), p(4), p(5));
+            let p: DenseParams = op.params();
+            let (dy, wt, dx, nin, nout) = (ix(p.input), ix(p.weights), ix(p.output), ix(p.nin), ix(p.nout));
             for i in 0..threads {
                 let (k, n) = (i % nin, i / nin);
                 let mut sum = 0.0f32;
@@ -119,7 +130,8 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
             }
         }
         Kernel::MeanPool => {
-            let (x, y, hw) = (p(0), p(1), p(3));
+            let p: DenseParams = op.params();
+            let (x, y, hw) = (ix(p.input), ix(p.output), ix(p.hw));
             for m in 0..threads {
                 let mut sum = 0.0f32;
                 for q in 0..hw {
@@ -129,18 +141,20 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
             }
         }
         Kernel::MeanPoolBackward => {
-            let (dy, dx, hw) = (p(0), p(1), p(3));
+            let p: DenseParams = op.params();
+            let (dy, dx, hw) = (ix(p.input), ix(p.output), ix(p.hw));
             for i in 0..threads {
                 a[dx + i] = a[dy + i / hw] / hw as f32;
             }
         }
         Kernel::Objective => {
-            let (logits, objective, grad, classes, msp, sgn) = (p(0), p(1), p(2), p(4), p(5) != 0, pf(6));
+            let p: AttackParams = op.params();
+            let (logits, objective, grad, classes) = (ix(p.logits), ix(p.objective), ix(p.grad), ix(p.width));
             for n in 0..threads {
                 let base = logits + n * classes;
-                if !msp {
+                if p.flag == 0 {
                     a[objective + n] = a[base];
-                    a[grad + n] = sgn;
+                    a[grad + n] = p.sign;
                     continue;
                 }
                 let (mut best, mut m) = (0, a[base]);
@@ -154,36 +168,40 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
                 a[objective + n] = -total.ln();
                 for c in 0..classes {
                     let prob = (a[base + c] - m).exp() / total;
-                    a[grad + n * classes + c] = sgn * (if c == best { 1.0 } else { 0.0 } - prob);
+                    a[grad + n * classes + c] = p.sign * (if c == best { 1.0 } else { 0.0 } - prob);
                 }
             }
         }
         Kernel::PgdInit => {
-            let (x0, x, seed, eps) = (p(0), p(1), op.params[3], pf(4));
+            let p: AttackParams = op.params();
+            let (x0, x) = (ix(p.clean), ix(p.x));
             for i in 0..threads {
-                a[x + i] = (a[x0 + i] + eps * atd_core::noise::noise(seed, i as u32)).clamp(0.0, 1.0);
+                a[x + i] = (a[x0 + i] + p.eps * atd_core::noise::noise(p.seed, i as u32)).clamp(0.0, 1.0);
             }
         }
         Kernel::PgdStep => {
-            let (x0, x, g, eps, alpha) = (p(0), p(1), p(2), pf(4), pf(5));
+            let p: AttackParams = op.params();
+            let (x0, x, g) = (ix(p.clean), ix(p.x), ix(p.grad));
             for i in 0..threads {
                 let clean = a[x0 + i];
-                let stepped = a[x + i] + alpha * sign(a[g + i]);
-                a[x + i] = stepped.clamp(clean - eps, clean + eps).clamp(0.0, 1.0);
+                let stepped = a[x + i] + p.alpha * sign(a[g + i]);
+                a[x + i] = stepped.clamp(clean - p.eps, clean + p.eps).clamp(0.0, 1.0);
             }
         }
         Kernel::Record => {
+            let p: AttackParams = op.params();
             for n in 0..threads {
-                a[p(1) + n] = a[p(0) + n];
+                a[ix(p.history) + n] = a[ix(p.objective) + n];
             }
         }
         Kernel::KeepBest => {
-            let (x, objective, best_x, best_objective, per, first, sgn) =
-                (p(0), p(1), p(2), p(3), p(5), p(6) != 0, pf(7));
+            let p: AttackParams = op.params();
+            let (x, objective, best_x, best_objective, per) =
+                (ix(p.x), ix(p.objective), ix(p.best_x), ix(p.best_objective), ix(p.width));
             for n in 0..threads {
                 // Written as in WGSL: a NaN objective never replaces the best.
                 #[allow(clippy::neg_cmp_op_on_partial_ord)]
-                if !first && !(sgn * a[objective + n] > sgn * a[best_objective + n]) {
+                if p.flag == 0 && !(p.sign * a[objective + n] > p.sign * a[best_objective + n]) {
                     continue;
                 }
                 a[best_objective + n] = a[objective + n];
@@ -198,10 +216,11 @@ pub fn run(op: &Op, w: &[f32], a: &mut [f32]) {
 /// them, so the results are the same to the bit, but the inner loops run over contiguous rows
 /// of pixels and vectorise.
 fn conv(op: &Op, w: &[f32], a: &mut [f32]) {
-    let p = |i: usize| op.params[i] as usize;
-    let (from, wt, to, batch) = (p(0), p(1), p(2), p(3));
-    let (cin, cout, hin, win, hout, wout, k, stride) = (p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11));
-    let (pad_top, pad_left, accumulate) = (p(12) as isize, p(13) as isize, p(14) != 0);
+    let p: ConvParams = op.params();
+    let (from, wt, to, batch) = (ix(p.input), ix(p.weights), ix(p.output), ix(p.batch));
+    let (cin, cout, hin, win) = (ix(p.cin), ix(p.cout), ix(p.hin), ix(p.win));
+    let (hout, wout, k, stride) = (ix(p.hout), ix(p.wout), ix(p.k), ix(p.stride));
+    let (pad_top, pad_left, accumulate) = (p.pad_top as isize, p.pad_left as isize, p.accumulate != 0);
     let forward = op.kernel != Kernel::ConvBackwardInput;
     let weights = &w[wt..][..cout * cin * k * k];
     // Forward: out[co] = sum over (ci, ky, kx) of w[co, ci, ky, kx] * in[ci] shifted by (ky, kx).

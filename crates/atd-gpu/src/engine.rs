@@ -5,10 +5,11 @@
 //! `HISTORY_STEPS`). The attack returns the best point it visited, not its last one.
 
 use atd_core::IMAGE_VALUES;
+use atd_core::attack::Detector;
 use atd_core::weights::Weights;
 
 use crate::gpu::{AdapterSummary, Gpu, GpuError, Resident};
-use crate::plan::{ConvStrategy, HISTORY_STEPS, Head, Op, Plan, PlanError};
+use crate::plan::{ConvStrategy, HISTORY_STEPS, Op, Plan, PlanError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -24,30 +25,13 @@ pub enum EngineError {
     Options(String),
 }
 
-/// Which way the attack pushes the detector score.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Make the input look in-distribution (raise the score): the attack on OOD inputs.
-    In,
-    /// Make the input look out-of-distribution (lower the score): the attack on in-distribution inputs.
-    Out,
-}
-
-impl Direction {
-    pub fn sign(self) -> f32 {
-        match self {
-            Direction::In => 1.0,
-            Direction::Out => -1.0,
-        }
-    }
-}
+pub use atd_core::attack::Direction;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttackOptions {
     pub eps: f32,
     pub steps: usize,
-    /// Default 2.5 eps / steps (the paper's).
+    /// Default `atd_core::attack::default_step_size` (the paper's 2.5 eps / steps).
     pub step_size: Option<f32>,
     pub direction: Direction,
     pub restarts: usize,
@@ -73,7 +57,7 @@ impl AttackOptions {
     }
 
     pub fn step_size(&self) -> f32 {
-        self.step_size.unwrap_or(2.5 * self.eps / self.steps.max(1) as f32)
+        self.step_size.unwrap_or_else(|| atd_core::attack::default_step_size(self.eps, self.steps))
     }
 
     fn check(&self) -> Result<(), EngineError> {
@@ -115,34 +99,39 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The detector `head` of a weights file on the GPU, for batches of `batch` images.
+    /// The `detector` of a weights file on the GPU, for batches of `batch` images.
     /// Its forward convolutions use the kernel that suits the adapter (`ConvStrategy::for_adapter`).
-    pub async fn gpu(bytes: &[u8], head: Head, batch: usize) -> Result<Self, EngineError> {
-        Self::on_gpu(bytes, head, batch, None).await
+    pub async fn gpu(bytes: &[u8], detector: Detector, batch: usize) -> Result<Self, EngineError> {
+        Self::on_gpu(bytes, detector, batch, None).await
     }
 
     /// The same with the forward-convolution kernel chosen by the caller (benchmarks, tests).
     pub async fn gpu_with_conv(
         bytes: &[u8],
-        head: Head,
+        detector: Detector,
         batch: usize,
         conv: ConvStrategy,
     ) -> Result<Self, EngineError> {
-        Self::on_gpu(bytes, head, batch, Some(conv)).await
+        Self::on_gpu(bytes, detector, batch, Some(conv)).await
     }
 
-    async fn on_gpu(bytes: &[u8], head: Head, batch: usize, conv: Option<ConvStrategy>) -> Result<Self, EngineError> {
+    async fn on_gpu(
+        bytes: &[u8],
+        detector: Detector,
+        batch: usize,
+        conv: Option<ConvStrategy>,
+    ) -> Result<Self, EngineError> {
         let weights = Weights::from_bytes(bytes)?;
         let gpu = Gpu::new().await?;
         let conv = conv.unwrap_or(ConvStrategy::for_adapter(gpu.adapter.software));
-        let plan = Plan::new(&weights, head, batch, conv)?;
+        let plan = Plan::new(&weights, detector, batch, conv)?;
         let resident = gpu.upload(&plan.weights, plan.arena_len)?;
         Ok(Self { plan, backend: Backend::Gpu { gpu: Box::new(gpu), resident } })
     }
 
     /// The same on the CPU reference (no GPU needed; slower; every kernel computes the same sums).
-    pub fn cpu(bytes: &[u8], head: Head, batch: usize) -> Result<Self, EngineError> {
-        let plan = Plan::new(&Weights::from_bytes(bytes)?, head, batch, ConvStrategy::Direct)?;
+    pub fn cpu(bytes: &[u8], detector: Detector, batch: usize) -> Result<Self, EngineError> {
+        let plan = Plan::new(&Weights::from_bytes(bytes)?, detector, batch, ConvStrategy::Direct)?;
         let arena = vec![0.0; plan.arena_len];
         Ok(Self { plan, backend: Backend::Cpu { arena } })
     }

@@ -50,7 +50,7 @@ pub struct Resident {
     bind_group: wgpu::BindGroup,
 }
 
-const PARAMS_BYTES: u64 = 64;
+const PARAMS_BYTES: u64 = crate::params::PARAMS_BYTES as u64;
 
 /// The GPU device of an engine, for fault injection: destroying it does what a driver reset or
 /// a lost GPU does (every later call of the engine fails with an error).

@@ -5,7 +5,9 @@
 pub mod cpu;
 pub mod engine;
 pub mod gpu;
+pub mod params;
 pub mod plan;
 
+pub use atd_core::attack::Detector;
 pub use engine::{AttackOptions, AttackResult, Direction, Engine, EngineError};
-pub use plan::{ConvStrategy, Head, Plan};
+pub use plan::{ConvStrategy, Plan};

@@ -6,9 +6,12 @@
 //! Memory: all weights (BatchNorm folded to a per-channel scale and shift at load) in one
 //! buffer; every activation, gradient and attack buffer in one arena. Offsets are in f32s.
 
-use atd_core::card::{Activation, ModelCard, Padding, Shortcut};
+use atd_core::attack::Detector;
+use atd_core::card::{Activation, ExtractorSpec, ModelCard, Padding, Shortcut};
 use atd_core::weights::Weights;
 use atd_core::{IMAGE_SIZE, IMAGE_VALUES};
+
+use crate::params::{AttackParams, ConvParams, DenseParams, ElementwiseParams, KernelParams};
 
 /// The WGSL entry points, one per kernel (see `shaders/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -108,6 +111,16 @@ impl Family {
         }
     }
 
+    /// The name of the family's parameter struct (in `params.rs` and in its WGSL file).
+    pub fn params_struct(self) -> &'static str {
+        match self {
+            Family::Elementwise => ElementwiseParams::WGSL_NAME,
+            Family::Conv => ConvParams::WGSL_NAME,
+            Family::Dense => DenseParams::WGSL_NAME,
+            Family::Attack => AttackParams::WGSL_NAME,
+        }
+    }
+
     /// The complete shader source: the common header, then the family's kernels.
     pub fn source(self) -> String {
         let body = match self {
@@ -120,7 +133,8 @@ impl Family {
     }
 }
 
-/// One kernel launch: 16 u32 parameters (as the shaders' `Params`) and a thread count.
+/// One kernel launch: its parameters (its family's struct in `params`, as the 64 bytes the
+/// shader's uniform holds) and a thread count.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Op {
     pub kernel: Kernel,
@@ -141,34 +155,30 @@ pub const ACT_RELU: u32 = 1;
 pub const ACT_SWISH: u32 = 2;
 pub const ACT_LEAKY: u32 = 3;
 
-fn f(v: f32) -> u32 {
-    v.to_bits()
-}
-
-/// Offsets are u32 in the shaders: guard against models or batches that overflow them.
+/// Offsets and thread counts are u32 in the shaders. A plan over the memory budget is refused
+/// once it is complete (`PlanError::TooLarge`), so a value that does not fit only ever lands in
+/// a plan that is then discarded: saturate rather than panic.
 fn u(v: usize) -> u32 {
-    u32::try_from(v).expect("offset fits in u32 (checked when the plan is built)")
+    u32::try_from(v).unwrap_or(u32::MAX)
 }
 
 impl Op {
-    fn new(kernel: Kernel, threads: usize, params: &[usize]) -> Self {
-        let mut p = [0u32; 16];
-        for (slot, &v) in p.iter_mut().zip(params) {
-            *slot = u(v);
-        }
-        Self { kernel, params: p, threads: u(threads) }
+    fn new<P: KernelParams>(kernel: Kernel, threads: usize, params: P) -> Self {
+        assert_eq!(P::WGSL_NAME, kernel.family().params_struct(), "{kernel:?} takes its family's parameters");
+        Self { kernel, params: bytemuck::cast(params), threads: u(threads) }
     }
 
-    fn with(mut self, index: usize, bits: u32) -> Self {
-        self.params[index] = bits;
-        self
+    /// The parameters as the struct of the kernel's family.
+    pub fn params<P: KernelParams>(&self) -> P {
+        assert_eq!(P::WGSL_NAME, self.kernel.family().params_struct(), "{:?} has its family's parameters", self.kernel);
+        bytemuck::cast(self.params)
     }
 
-    /// y = act(x * scale + shift) per channel over `batch * channels * hw` values.
+    /// out = act(x * scale + shift) per channel over `batch * channels * hw` values.
     #[allow(clippy::too_many_arguments)]
     pub fn affine_act(
         x: usize,
-        y: usize,
+        out: usize,
         scale: usize,
         shift: usize,
         channels: usize,
@@ -177,9 +187,22 @@ impl Op {
         act: u32,
         slope: f32,
     ) -> Self {
-        Op::new(Kernel::AffineAct, n, &[x, y, scale, shift, channels, hw, n, act as usize]).with(8, f(slope))
+        let p = ElementwiseParams {
+            x: u(x),
+            out: u(out),
+            scale: u(scale),
+            shift: u(shift),
+            channels: u(channels),
+            hw: u(hw),
+            n: u(n),
+            act,
+            slope,
+            ..Default::default()
+        };
+        Op::new(Kernel::AffineAct, n, p)
     }
 
+    /// dx (+)= dy * act'(x * scale + shift) * scale.
     #[allow(clippy::too_many_arguments)]
     pub fn affine_act_backward(
         x: usize,
@@ -194,18 +217,29 @@ impl Op {
         slope: f32,
         accumulate: bool,
     ) -> Self {
-        Op::new(Kernel::AffineActBackward, n, &[x, dy, dx, scale, channels, hw, n, act as usize])
-            .with(8, f(slope))
-            .with(9, u(shift))
-            .with(10, accumulate as u32)
+        let p = ElementwiseParams {
+            x: u(x),
+            y: u(dy),
+            out: u(dx),
+            scale: u(scale),
+            shift: u(shift),
+            channels: u(channels),
+            hw: u(hw),
+            n: u(n),
+            act,
+            slope,
+            accumulate: accumulate as u32,
+            ..Default::default()
+        };
+        Op::new(Kernel::AffineActBackward, n, p)
     }
 
     pub fn add(a: usize, b: usize, y: usize, n: usize) -> Self {
-        Op::new(Kernel::Add, n, &[a, b, y, n])
+        Op::new(Kernel::Add, n, ElementwiseParams { x: u(a), y: u(b), out: u(y), n: u(n), ..Default::default() })
     }
 
     pub fn copy(x: usize, y: usize, n: usize) -> Self {
-        Op::new(Kernel::Copy, n, &[x, y, n])
+        Op::new(Kernel::Copy, n, ElementwiseParams { x: u(x), out: u(y), n: u(n), ..Default::default() })
     }
 
     pub fn conv(
@@ -230,27 +264,25 @@ impl Op {
             }
             _ => batch * g.cin.div_ceil(CONV_BLOCK) * g.hin * g.win,
         };
-        Op::new(
-            kernel,
-            threads,
-            &[
-                from,
-                w,
-                to,
-                batch,
-                g.cin,
-                g.cout,
-                g.hin,
-                g.win,
-                g.hout,
-                g.wout,
-                g.k,
-                g.stride,
-                g.pad_top,
-                g.pad_left,
-                accumulate as usize,
-            ],
-        )
+        let p = ConvParams {
+            input: u(from),
+            weights: u(w),
+            output: u(to),
+            batch: u(batch),
+            cin: u(g.cin),
+            cout: u(g.cout),
+            hin: u(g.hin),
+            win: u(g.win),
+            hout: u(g.hout),
+            wout: u(g.wout),
+            k: u(g.k),
+            stride: u(g.stride),
+            pad_top: u(g.pad_top),
+            pad_left: u(g.pad_left),
+            accumulate: accumulate as u32,
+            ..Default::default()
+        };
+        Op::new(kernel, threads, p)
     }
 
     /// A forward convolution of the model with the chosen kernel (the tiled one only where its
@@ -268,23 +300,44 @@ impl Op {
     }
 
     pub fn linear(x: usize, w: usize, y: usize, batch: usize, nin: usize, nout: usize, bias: Option<usize>) -> Self {
-        Op::new(
-            Kernel::LinearForward,
-            batch * nout,
-            &[x, w, y, batch, nin, nout, bias.unwrap_or(0), bias.is_some() as usize],
-        )
+        let p = DenseParams {
+            input: u(x),
+            weights: u(w),
+            output: u(y),
+            rows: u(batch),
+            nin: u(nin),
+            nout: u(nout),
+            bias: u(bias.unwrap_or(0)),
+            has_bias: bias.is_some() as u32,
+            ..Default::default()
+        };
+        Op::new(Kernel::LinearForward, batch * nout, p)
     }
 
     pub fn linear_backward(dy: usize, w: usize, dx: usize, batch: usize, nin: usize, nout: usize) -> Self {
-        Op::new(Kernel::LinearBackwardInput, batch * nin, &[dy, w, dx, batch, nin, nout])
+        let p = DenseParams {
+            input: u(dy),
+            weights: u(w),
+            output: u(dx),
+            rows: u(batch),
+            nin: u(nin),
+            nout: u(nout),
+            ..Default::default()
+        };
+        Op::new(Kernel::LinearBackwardInput, batch * nin, p)
     }
 
     pub fn mean_pool(x: usize, y: usize, rows: usize, hw: usize) -> Self {
-        Op::new(Kernel::MeanPool, rows, &[x, y, rows, hw])
+        Op::new(
+            Kernel::MeanPool,
+            rows,
+            DenseParams { input: u(x), output: u(y), rows: u(rows), hw: u(hw), ..Default::default() },
+        )
     }
 
     pub fn mean_pool_backward(dy: usize, dx: usize, rows: usize, hw: usize) -> Self {
-        Op::new(Kernel::MeanPoolBackward, rows * hw, &[dy, dx, rows * hw, hw])
+        let p = DenseParams { input: u(dy), output: u(dx), rows: u(rows), hw: u(hw), ..Default::default() };
+        Op::new(Kernel::MeanPoolBackward, rows * hw, p)
     }
 
     pub fn objective(
@@ -296,19 +349,35 @@ impl Op {
         msp: bool,
         sign: f32,
     ) -> Self {
-        Op::new(Kernel::Objective, batch, &[logits, objective, grad, batch, classes, msp as usize]).with(6, f(sign))
+        let p = AttackParams {
+            logits: u(logits),
+            objective: u(objective),
+            grad: u(grad),
+            count: u(batch),
+            width: u(classes),
+            flag: msp as u32,
+            sign,
+            ..Default::default()
+        };
+        Op::new(Kernel::Objective, batch, p)
     }
 
     pub fn pgd_init(x0: usize, x: usize, n: usize, seed: u32, eps: f32) -> Self {
-        Op::new(Kernel::PgdInit, n, &[x0, x, n]).with(3, seed).with(4, f(eps))
+        Op::new(
+            Kernel::PgdInit,
+            n,
+            AttackParams { clean: u(x0), x: u(x), count: u(n), seed, eps, ..Default::default() },
+        )
     }
 
     pub fn pgd_step(x0: usize, x: usize, g: usize, n: usize, eps: f32, alpha: f32) -> Self {
-        Op::new(Kernel::PgdStep, n, &[x0, x, g, n]).with(4, f(eps)).with(5, f(alpha))
+        let p = AttackParams { clean: u(x0), x: u(x), grad: u(g), count: u(n), eps, alpha, ..Default::default() };
+        Op::new(Kernel::PgdStep, n, p)
     }
 
     pub fn record(objective: usize, hist: usize, batch: usize) -> Self {
-        Op::new(Kernel::Record, batch, &[objective, hist, batch])
+        let p = AttackParams { objective: u(objective), history: u(hist), count: u(batch), ..Default::default() };
+        Op::new(Kernel::Record, batch, p)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -322,8 +391,18 @@ impl Op {
         first: bool,
         sign: f32,
     ) -> Self {
-        Op::new(Kernel::KeepBest, batch, &[x, objective, best_x, best_objective, batch, per, first as usize])
-            .with(7, f(sign))
+        let p = AttackParams {
+            x: u(x),
+            objective: u(objective),
+            best_x: u(best_x),
+            best_objective: u(best_objective),
+            count: u(batch),
+            width: u(per),
+            flag: first as u32,
+            sign,
+            ..Default::default()
+        };
+        Op::new(Kernel::KeepBest, batch, p)
     }
 }
 
@@ -374,26 +453,46 @@ impl ConvGeometry {
     }
 }
 
-/// Which detector the plan computes (and attacks).
+/// The detectors the engine computes (and attacks), as the output its plan ends in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Head {
+enum Head {
     /// The ATD discriminator's logit; score = sigmoid.
     Atd,
     /// The classifier's log max-softmax probability; score = exp.
     Msp,
 }
 
+impl Head {
+    fn of(detector: Detector) -> Result<Head, PlanError> {
+        match detector {
+            Detector::Atd => Ok(Head::Atd),
+            Detector::Msp => Ok(Head::Msp),
+            other => Err(PlanError::UnsupportedDetector(other.name())),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("the weights file has no {0} (needed for this detector)")]
     MissingHead(&'static str),
+    #[error("the engine computes the atd and msp detectors, not {0}")]
+    UnsupportedDetector(&'static str),
     #[error("batch size must be at least 1")]
     EmptyBatch,
-    #[error("model and batch need {0} floats of GPU memory, more than the engine addresses")]
-    TooLarge(usize),
+    #[error(
+        "the model and a batch of {batch} need {} MiB of engine memory; the limit is {} MiB",
+        bytes >> 20, MAX_ENGINE_BYTES >> 20
+    )]
+    TooLarge { batch: usize, bytes: usize },
 }
 
-/// Bump allocator for the arena.
+/// Memory budget of one engine (weights and arena, f32 each), checked before anything is
+/// allocated: the page's models at batch 1 need a few MiB, the paper's PreActResNet-18 about
+/// 60 MiB at batch 2; an absurd batch size or card is refused with this limit in the error.
+pub const MAX_ENGINE_BYTES: usize = 512 << 20;
+
+/// Bump allocator for the arena (it counts; the engine allocates once the plan is accepted).
 #[derive(Default)]
 struct Arena {
     len: usize,
@@ -402,7 +501,7 @@ struct Arena {
 impl Arena {
     fn alloc(&mut self, n: usize) -> usize {
         let at = self.len;
-        self.len += n.max(1);
+        self.len = self.len.saturating_add(n.max(1));
         at
     }
 }
@@ -440,7 +539,8 @@ impl Packer {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub card: ModelCard,
-    pub head: Head,
+    pub detector: Detector,
+    head: Head,
     pub batch: usize,
     pub weights: Vec<f32>,
     pub arena_len: usize,
@@ -479,9 +579,16 @@ fn activation_code(a: Activation) -> u32 {
 }
 
 impl Plan {
-    pub fn new(weights: &Weights, head: Head, batch: usize, conv: ConvStrategy) -> Result<Self, PlanError> {
+    pub fn new(weights: &Weights, detector: Detector, batch: usize, conv: ConvStrategy) -> Result<Self, PlanError> {
+        let head = Head::of(detector)?;
         if batch == 0 {
             return Err(PlanError::EmptyBatch);
+        }
+        // The four input-sized buffers alone (input, its gradient, the clean and the best
+        // images) bound the batch, before any size below is computed from it.
+        let inputs = batch.saturating_mul(4 * IMAGE_VALUES * 4);
+        if inputs > MAX_ENGINE_BYTES {
+            return Err(PlanError::TooLarge { batch, bytes: inputs });
         }
         let card = weights.card.clone();
         match head {
@@ -489,233 +596,52 @@ impl Plan {
             Head::Msp if card.classifier.is_none() => return Err(PlanError::MissingHead("classifier head")),
             _ => {}
         }
-        let spec = &card.extractor;
-        let act = activation_code(spec.activation);
-        let mut pack = Packer::default();
-        let mut arena = Arena::default();
-        let (mut fwd, mut bwd_rev) = (Vec::new(), Vec::new());
+        let mut b = Builder::new(weights, batch, conv);
         let n_in = batch * IMAGE_VALUES;
-        let input = arena.alloc(n_in);
-        let input_grad = arena.alloc(n_in);
-        let clean = arena.alloc(n_in);
-        let best_input = arena.alloc(n_in);
-
-        // Normalisation inside the model: (x - mean) / std as an affine op.
-        let inv_std: Vec<f32> = spec.input_std.iter().map(|s| 1.0 / s).collect();
-        let norm_scale = pack.push(&inv_std);
-        let norm_shift = pack.push(&spec.input_mean.iter().zip(&inv_std).map(|(m, s)| -m * s).collect::<Vec<_>>());
-        let hw0 = IMAGE_SIZE * IMAGE_SIZE;
-        let normed = arena.alloc(n_in);
-        let d_normed = arena.alloc(n_in);
-        fwd.push(Op::affine_act(input, normed, norm_scale, norm_shift, 3, hw0, n_in, ACT_NONE, 0.0));
-        bwd_rev.push(Op::affine_act_backward(
-            input, d_normed, input_grad, norm_scale, norm_shift, 3, hw0, n_in, ACT_NONE, 0.0, false,
-        ));
-
-        // Stem.
-        let g = ConvGeometry::new(3, spec.widths[0], IMAGE_SIZE, 3, 1, Padding::Symmetric);
-        let stem_w = pack.tensor(weights, "extractor.stem.weight");
-        let mut size = g.hout;
-        let mut h = arena.alloc(batch * g.cout * size * size);
-        let mut d_h = arena.alloc(batch * g.cout * size * size);
-        fwd.push(Op::conv_forward(normed, stem_w, h, &g, batch, conv));
-        bwd_rev.push(Op::conv(Kernel::ConvBackwardInput, d_h, stem_w, d_normed, &g, batch, false));
-
-        for (i, (cin, cout, stride)) in spec.block_layout().into_iter().enumerate() {
-            let p = format!("extractor.blocks.{i}");
-            let n_inp = batch * cin * size * size;
-            let (bn0_s, bn0_t) = pack.batch_norm(weights, &format!("{p}.bn0"), spec.bn_epsilon);
-            let a = arena.alloc(n_inp);
-            let d_a = arena.alloc(n_inp);
-            fwd.push(Op::affine_act(h, a, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0));
-
-            let g1 = ConvGeometry::new(cin, cout, size, 3, stride, spec.padding);
-            let out_size = g1.hout;
-            let n_out = batch * cout * out_size * out_size;
-            let w1 = pack.tensor(weights, &format!("{p}.conv1.weight"));
-            let c1 = arena.alloc(n_out);
-            let d_c1 = arena.alloc(n_out);
-            fwd.push(Op::conv_forward(a, w1, c1, &g1, batch, conv));
-            let (bn1_s, bn1_t) = pack.batch_norm(weights, &format!("{p}.bn1"), spec.bn_epsilon);
-            let b = arena.alloc(n_out);
-            let d_b = arena.alloc(n_out);
-            fwd.push(Op::affine_act(c1, b, bn1_s, bn1_t, cout, out_size * out_size, n_out, act, 0.0));
-            let g2 = ConvGeometry::new(cout, cout, out_size, 3, 1, spec.padding);
-            let w2 = pack.tensor(weights, &format!("{p}.conv2.weight"));
-            let c2 = arena.alloc(n_out);
-            fwd.push(Op::conv_forward(b, w2, c2, &g2, batch, conv));
-            let next = arena.alloc(n_out);
-            let d_next = arena.alloc(n_out);
-
-            // Backward of this block, in reverse order (pushed reversed below).
-            let mut back = Vec::new();
-            back.push(Op::conv(Kernel::ConvBackwardInput, d_next, w2, d_b, &g2, batch, false));
-            back.push(Op::affine_act_backward(
-                c1,
-                d_b,
-                d_c1,
-                bn1_s,
-                bn1_t,
-                cout,
-                out_size * out_size,
-                n_out,
-                act,
-                0.0,
-                false,
-            ));
-            back.push(Op::conv(Kernel::ConvBackwardInput, d_c1, w1, d_a, &g1, batch, false));
-            let has_shortcut = stride != 1 || cin != cout;
-            match (has_shortcut, spec.shortcut) {
-                (false, _) => {
-                    fwd.push(Op::add(c2, h, next, n_out));
-                    back.push(Op::copy(d_next, d_h, n_out));
-                    back.push(Op::affine_act_backward(
-                        h,
-                        d_a,
-                        d_h,
-                        bn0_s,
-                        bn0_t,
-                        cin,
-                        size * size,
-                        n_inp,
-                        act,
-                        0.0,
-                        true,
-                    ));
-                }
-                (true, Shortcut::Conv1x1) => {
-                    let gs = ConvGeometry::new(cin, cout, size, 1, stride, spec.padding);
-                    let ws = pack.tensor(weights, &format!("{p}.shortcut.weight"));
-                    let s = arena.alloc(n_out);
-                    fwd.push(Op::conv_forward(a, ws, s, &gs, batch, conv));
-                    fwd.push(Op::add(c2, s, next, n_out));
-                    back.push(Op::conv(Kernel::ConvBackwardInput, d_next, ws, d_a, &gs, batch, true));
-                    back.push(Op::affine_act_backward(
-                        h,
-                        d_a,
-                        d_h,
-                        bn0_s,
-                        bn0_t,
-                        cin,
-                        size * size,
-                        n_inp,
-                        act,
-                        0.0,
-                        false,
-                    ));
-                }
-                (true, Shortcut::Conv3x3) => {
-                    let gs = ConvGeometry::new(cin, cout, size, 3, stride, spec.padding);
-                    let ws = pack.tensor(weights, &format!("{p}.shortcut.weight"));
-                    let s = arena.alloc(n_out);
-                    fwd.push(Op::conv_forward(h, ws, s, &gs, batch, conv));
-                    fwd.push(Op::add(c2, s, next, n_out));
-                    back.push(Op::conv(Kernel::ConvBackwardInput, d_next, ws, d_h, &gs, batch, false));
-                    back.push(Op::affine_act_backward(
-                        h,
-                        d_a,
-                        d_h,
-                        bn0_s,
-                        bn0_t,
-                        cin,
-                        size * size,
-                        n_inp,
-                        act,
-                        0.0,
-                        true,
-                    ));
-                }
-            }
-            bwd_rev.extend(back.into_iter().rev());
-            h = next;
-            d_h = d_next;
-            size = out_size;
+        let input = b.arena.alloc(n_in);
+        let input_grad = b.arena.alloc(n_in);
+        let clean = b.arena.alloc(n_in);
+        let best_input = b.arena.alloc(n_in);
+        let mut x = b.normalise(Buffer { value: input, grad: input_grad });
+        let mut size;
+        (x, size) = b.stem(x);
+        for (i, (cin, cout, stride)) in card.extractor.block_layout().into_iter().enumerate() {
+            (x, size) = b.block(i, x, size, cin, cout, stride);
         }
-
-        // Final BN + activation, global average pool: the features.
-        let f = spec.feature_dim();
-        let n_last = batch * f * size * size;
-        let (fs, ft) = pack.batch_norm(weights, "extractor.final_bn", spec.bn_epsilon);
-        let last = arena.alloc(n_last);
-        let d_last = arena.alloc(n_last);
-        fwd.push(Op::affine_act(h, last, fs, ft, f, size * size, n_last, act, 0.0));
-        bwd_rev.push(Op::affine_act_backward(h, d_last, d_h, fs, ft, f, size * size, n_last, act, 0.0, false));
-        let features = arena.alloc(batch * f);
-        let d_features = arena.alloc(batch * f);
-        fwd.push(Op::mean_pool(last, features, batch * f, size * size));
-        bwd_rev.push(Op::mean_pool_backward(d_features, d_last, batch * f, size * size));
-
-        let objective = arena.alloc(batch);
-        let best_objective = arena.alloc(batch);
-        let history = arena.alloc(batch * HISTORY_STEPS);
-        // The classifier head (MSP's objective; the predicted class for both heads).
-        let classifier = card.classifier.map(|c| {
-            let cw = pack.tensor(weights, "classifier.weight");
-            let cb = pack.tensor(weights, "classifier.bias");
-            let logits = arena.alloc(batch * c);
-            let d_logits = arena.alloc(batch * c);
-            fwd.push(Op::linear(features, cw, logits, batch, f, c, Some(cb)));
-            (c, cw, logits, d_logits)
-        });
+        let features = b.features(x, size);
+        let objective = b.arena.alloc(batch);
+        let best_objective = b.arena.alloc(batch);
+        let history = b.arena.alloc(batch * HISTORY_STEPS);
+        let classifier = b.classifier(features);
         let objective_op = match head {
-            Head::Atd => {
-                let d = card.discriminator.as_ref().expect("checked above");
-                let ones = pack.push(&vec![1.0; *d.widths.iter().max().unwrap_or(&1)]);
-                let zeros = pack.push(&vec![0.0; *d.widths.iter().max().unwrap_or(&1)]);
-                let (mut x, mut dx, mut nin) = (features, d_features, f);
-                for (i, &w) in d.widths.iter().enumerate() {
-                    let lw = pack.tensor(weights, &format!("discriminator.hidden.{i}.linear.weight"));
-                    let z = arena.alloc(batch * w);
-                    let dz = arena.alloc(batch * w);
-                    let y = arena.alloc(batch * w);
-                    let dy = arena.alloc(batch * w);
-                    fwd.push(Op::linear(x, lw, z, batch, nin, w, None));
-                    let (s, t) = if i > 0 {
-                        pack.batch_norm(weights, &format!("discriminator.hidden.{i}.bn"), 1e-5)
-                    } else {
-                        (ones, zeros)
-                    };
-                    fwd.push(Op::affine_act(z, y, s, t, w, 1, batch * w, ACT_LEAKY, d.slope));
-                    bwd_rev.push(Op::linear_backward(dz, lw, dx, batch, nin, w));
-                    bwd_rev.push(Op::affine_act_backward(z, dy, dz, s, t, w, 1, batch * w, ACT_LEAKY, d.slope, false));
-                    (x, dx, nin) = (y, dy, w);
-                }
-                let ow = pack.tensor(weights, "discriminator.output.weight");
-                let logit = arena.alloc(batch);
-                let d_logit = arena.alloc(batch);
-                fwd.push(Op::linear(x, ow, logit, batch, nin, 1, None));
-                bwd_rev.push(Op::linear_backward(d_logit, ow, dx, batch, nin, 1));
-                Op::objective(logit, objective, d_logit, batch, 1, false, 1.0)
-            }
-            Head::Msp => {
-                let (c, cw, logits, d_logits) = classifier.expect("checked above");
-                bwd_rev.push(Op::linear_backward(d_logits, cw, d_features, batch, f, c));
-                Op::objective(logits, objective, d_logits, batch, c, true, 1.0)
-            }
+            Head::Atd => b.discriminator_objective(features, objective),
+            Head::Msp => b.msp_objective(features, classifier.expect("checked above"), objective),
         };
-        fwd.push(objective_op);
-        bwd_rev.reverse();
-        if arena.len > u32::MAX as usize || pack.data.len() > u32::MAX as usize {
-            return Err(PlanError::TooLarge(arena.len.max(pack.data.len())));
+        b.forward.push(objective_op);
+        b.backward_reversed.reverse();
+        let bytes = b.arena.len.saturating_add(b.pack.data.len()).saturating_mul(4);
+        if bytes > MAX_ENGINE_BYTES {
+            return Err(PlanError::TooLarge { batch, bytes });
         }
         Ok(Self {
             card,
+            detector,
             head,
             batch,
-            weights: pack.data,
-            arena_len: arena.len,
+            weights: b.pack.data,
+            arena_len: b.arena.len,
             input,
             clean,
             input_grad,
             objective,
-            class_logits: classifier.map(|c| c.2),
-            classes: classifier.map_or(0, |c| c.0),
+            class_logits: classifier.map(|c| c.logits.value),
+            classes: classifier.map_or(0, |c| c.classes),
             best_input,
             best_objective,
             history,
             history_steps: HISTORY_STEPS,
-            forward: fwd,
-            backward: bwd_rev,
+            forward: b.forward,
+            backward: b.backward_reversed,
         })
     }
 
@@ -724,7 +650,7 @@ impl Plan {
     pub fn forward_with_sign(&self, sign: f32) -> Vec<Op> {
         let mut ops = self.forward.clone();
         let last = ops.last_mut().expect("the forward pass ends with the objective");
-        last.params[6] = sign.to_bits();
+        *last = Op::new(last.kernel, last.threads as usize, AttackParams { sign, ..last.params() });
         ops
     }
 
@@ -739,5 +665,280 @@ impl Plan {
             Head::Atd => 1.0 / (1.0 + (-objective).exp()),
             Head::Msp => objective.exp(),
         }
+    }
+}
+
+/// An activation in the arena and its gradient.
+#[derive(Clone, Copy)]
+struct Buffer {
+    value: usize,
+    grad: usize,
+}
+
+/// The classifier head's logits and weights.
+#[derive(Clone, Copy)]
+struct Classifier {
+    classes: usize,
+    weight: usize,
+    logits: Buffer,
+}
+
+/// `Plan::new`'s working state: the weights packed so far, the arena, and both passes (the
+/// backward one in reverse: each step pushes its backward ops in the order they run backwards,
+/// and the whole list is reversed at the end).
+struct Builder<'a> {
+    weights: &'a Weights,
+    spec: &'a ExtractorSpec,
+    batch: usize,
+    conv: ConvStrategy,
+    act: u32,
+    pack: Packer,
+    arena: Arena,
+    forward: Vec<Op>,
+    backward_reversed: Vec<Op>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(weights: &'a Weights, batch: usize, conv: ConvStrategy) -> Self {
+        let spec = &weights.card.extractor;
+        Self {
+            weights,
+            spec,
+            batch,
+            conv,
+            act: activation_code(spec.activation),
+            pack: Packer::default(),
+            arena: Arena::default(),
+            forward: Vec::new(),
+            backward_reversed: Vec::new(),
+        }
+    }
+
+    fn buffer(&mut self, n: usize) -> Buffer {
+        let value = self.arena.alloc(n);
+        Buffer { value, grad: self.arena.alloc(n) }
+    }
+
+    /// Normalisation inside the model: (x - mean) / std as an affine op.
+    fn normalise(&mut self, input: Buffer) -> Buffer {
+        let spec = self.spec;
+        let inv_std: Vec<f32> = spec.input_std.iter().map(|s| 1.0 / s).collect();
+        let scale = self.pack.push(&inv_std);
+        let shift = self.pack.push(&spec.input_mean.iter().zip(&inv_std).map(|(m, s)| -m * s).collect::<Vec<_>>());
+        let (hw, n) = (IMAGE_SIZE * IMAGE_SIZE, self.batch * IMAGE_VALUES);
+        let normed = self.buffer(n);
+        self.forward.push(Op::affine_act(input.value, normed.value, scale, shift, 3, hw, n, ACT_NONE, 0.0));
+        self.backward_reversed.push(Op::affine_act_backward(
+            input.value,
+            normed.grad,
+            input.grad,
+            scale,
+            shift,
+            3,
+            hw,
+            n,
+            ACT_NONE,
+            0.0,
+            false,
+        ));
+        normed
+    }
+
+    /// The stem convolution (3x3, stride 1) on the normalised input: its output and size.
+    fn stem(&mut self, x: Buffer) -> (Buffer, usize) {
+        let g = ConvGeometry::new(3, self.spec.widths[0], IMAGE_SIZE, 3, 1, Padding::Symmetric);
+        let w = self.pack.tensor(self.weights, "extractor.stem.weight");
+        let h = self.buffer(self.batch * g.cout * g.hout * g.wout);
+        self.forward.push(Op::conv_forward(x.value, w, h.value, &g, self.batch, self.conv));
+        self.backward_reversed.push(Op::conv(Kernel::ConvBackwardInput, h.grad, w, x.grad, &g, self.batch, false));
+        (h, g.hout)
+    }
+
+    /// Pre-activation residual block `i` on `h` (`cin` channels of `size` x `size`): the output
+    /// and its size.
+    fn block(&mut self, i: usize, h: Buffer, size: usize, cin: usize, cout: usize, stride: usize) -> (Buffer, usize) {
+        let (spec, batch, conv, act) = (self.spec, self.batch, self.conv, self.act);
+        let p = format!("extractor.blocks.{i}");
+        let n_inp = batch * cin * size * size;
+        let (bn0_s, bn0_t) = self.pack.batch_norm(self.weights, &format!("{p}.bn0"), spec.bn_epsilon);
+        let a = self.buffer(n_inp);
+        self.forward.push(Op::affine_act(h.value, a.value, bn0_s, bn0_t, cin, size * size, n_inp, act, 0.0));
+
+        let g1 = ConvGeometry::new(cin, cout, size, 3, stride, spec.padding);
+        let out_size = g1.hout;
+        let n_out = batch * cout * out_size * out_size;
+        let w1 = self.pack.tensor(self.weights, &format!("{p}.conv1.weight"));
+        let c1 = self.buffer(n_out);
+        self.forward.push(Op::conv_forward(a.value, w1, c1.value, &g1, batch, conv));
+        let (bn1_s, bn1_t) = self.pack.batch_norm(self.weights, &format!("{p}.bn1"), spec.bn_epsilon);
+        let b = self.buffer(n_out);
+        self.forward.push(Op::affine_act(c1.value, b.value, bn1_s, bn1_t, cout, out_size * out_size, n_out, act, 0.0));
+        let g2 = ConvGeometry::new(cout, cout, out_size, 3, 1, spec.padding);
+        let w2 = self.pack.tensor(self.weights, &format!("{p}.conv2.weight"));
+        let c2 = self.arena.alloc(n_out);
+        self.forward.push(Op::conv_forward(b.value, w2, c2, &g2, batch, conv));
+        let next = self.buffer(n_out);
+
+        // The block's backward, in the order it runs.
+        let mut back = vec![
+            Op::conv(Kernel::ConvBackwardInput, next.grad, w2, b.grad, &g2, batch, false),
+            Op::affine_act_backward(
+                c1.value,
+                b.grad,
+                c1.grad,
+                bn1_s,
+                bn1_t,
+                cout,
+                out_size * out_size,
+                n_out,
+                act,
+                0.0,
+                false,
+            ),
+            Op::conv(Kernel::ConvBackwardInput, c1.grad, w1, a.grad, &g1, batch, false),
+        ];
+        // Through the first BN + activation into d h, added to what the shortcut put there
+        // (`accumulate`) or written afresh.
+        let bn0_backward = |accumulate: bool| {
+            Op::affine_act_backward(
+                h.value,
+                a.grad,
+                h.grad,
+                bn0_s,
+                bn0_t,
+                cin,
+                size * size,
+                n_inp,
+                act,
+                0.0,
+                accumulate,
+            )
+        };
+        let has_shortcut = stride != 1 || cin != cout;
+        match (has_shortcut, spec.shortcut) {
+            (false, _) => {
+                self.forward.push(Op::add(c2, h.value, next.value, n_out));
+                back.push(Op::copy(next.grad, h.grad, n_out));
+                back.push(bn0_backward(true));
+            }
+            (true, Shortcut::Conv1x1) => {
+                // He et al.'s shortcut: a 1x1 convolution of the pre-activated input.
+                let gs = ConvGeometry::new(cin, cout, size, 1, stride, spec.padding);
+                let ws = self.pack.tensor(self.weights, &format!("{p}.shortcut.weight"));
+                let s = self.arena.alloc(n_out);
+                self.forward.push(Op::conv_forward(a.value, ws, s, &gs, batch, conv));
+                self.forward.push(Op::add(c2, s, next.value, n_out));
+                back.push(Op::conv(Kernel::ConvBackwardInput, next.grad, ws, a.grad, &gs, batch, true));
+                back.push(bn0_backward(false));
+            }
+            (true, Shortcut::Conv3x3) => {
+                // DeepMind's shortcut: a 3x3 convolution of the raw input.
+                let gs = ConvGeometry::new(cin, cout, size, 3, stride, spec.padding);
+                let ws = self.pack.tensor(self.weights, &format!("{p}.shortcut.weight"));
+                let s = self.arena.alloc(n_out);
+                self.forward.push(Op::conv_forward(h.value, ws, s, &gs, batch, conv));
+                self.forward.push(Op::add(c2, s, next.value, n_out));
+                back.push(Op::conv(Kernel::ConvBackwardInput, next.grad, ws, h.grad, &gs, batch, false));
+                back.push(bn0_backward(true));
+            }
+        }
+        self.backward_reversed.extend(back.into_iter().rev());
+        (next, out_size)
+    }
+
+    /// Final BN + activation and global average pooling: the features `[batch, f]`.
+    fn features(&mut self, h: Buffer, size: usize) -> Buffer {
+        let (batch, f, act) = (self.batch, self.spec.feature_dim(), self.act);
+        let n_last = batch * f * size * size;
+        let (fs, ft) = self.pack.batch_norm(self.weights, "extractor.final_bn", self.spec.bn_epsilon);
+        let last = self.buffer(n_last);
+        self.forward.push(Op::affine_act(h.value, last.value, fs, ft, f, size * size, n_last, act, 0.0));
+        self.backward_reversed.push(Op::affine_act_backward(
+            h.value,
+            last.grad,
+            h.grad,
+            fs,
+            ft,
+            f,
+            size * size,
+            n_last,
+            act,
+            0.0,
+            false,
+        ));
+        let features = self.buffer(batch * f);
+        self.forward.push(Op::mean_pool(last.value, features.value, batch * f, size * size));
+        self.backward_reversed.push(Op::mean_pool_backward(features.grad, last.grad, batch * f, size * size));
+        features
+    }
+
+    /// The classifier head's logits, when the file has one (MSP's objective; the predicted
+    /// class for both detectors).
+    fn classifier(&mut self, features: Buffer) -> Option<Classifier> {
+        let classes = self.weights.card.classifier?;
+        let weight = self.pack.tensor(self.weights, "classifier.weight");
+        let bias = self.pack.tensor(self.weights, "classifier.bias");
+        let logits = self.buffer(self.batch * classes);
+        let f = self.spec.feature_dim();
+        self.forward.push(Op::linear(features.value, weight, logits.value, self.batch, f, classes, Some(bias)));
+        Some(Classifier { classes, weight, logits })
+    }
+
+    /// ATD's discriminator (linear, BatchNorm after the first layer, LeakyReLU) to its logit:
+    /// the objective op, and the backward from it to the features.
+    fn discriminator_objective(&mut self, features: Buffer, objective: usize) -> Op {
+        let batch = self.batch;
+        let d = self.weights.card.discriminator.as_ref().expect("checked by Plan::new");
+        let widest = *d.widths.iter().max().unwrap_or(&1);
+        let ones = self.pack.push(&vec![1.0; widest]);
+        let zeros = self.pack.push(&vec![0.0; widest]);
+        let (mut x, mut nin) = (features, self.spec.feature_dim());
+        for (i, &w) in d.widths.iter().enumerate() {
+            let lw = self.pack.tensor(self.weights, &format!("discriminator.hidden.{i}.linear.weight"));
+            let z = self.buffer(batch * w);
+            let y = self.buffer(batch * w);
+            self.forward.push(Op::linear(x.value, lw, z.value, batch, nin, w, None));
+            let (s, t) = if i > 0 {
+                self.pack.batch_norm(self.weights, &format!("discriminator.hidden.{i}.bn"), 1e-5)
+            } else {
+                (ones, zeros)
+            };
+            self.forward.push(Op::affine_act(z.value, y.value, s, t, w, 1, batch * w, ACT_LEAKY, d.slope));
+            self.backward_reversed.push(Op::linear_backward(z.grad, lw, x.grad, batch, nin, w));
+            self.backward_reversed.push(Op::affine_act_backward(
+                z.value,
+                y.grad,
+                z.grad,
+                s,
+                t,
+                w,
+                1,
+                batch * w,
+                ACT_LEAKY,
+                d.slope,
+                false,
+            ));
+            (x, nin) = (y, w);
+        }
+        let ow = self.pack.tensor(self.weights, "discriminator.output.weight");
+        let logit = self.buffer(batch);
+        self.forward.push(Op::linear(x.value, ow, logit.value, batch, nin, 1, None));
+        self.backward_reversed.push(Op::linear_backward(logit.grad, ow, x.grad, batch, nin, 1));
+        Op::objective(logit.value, objective, logit.grad, batch, 1, false, 1.0)
+    }
+
+    /// MSP's objective (the log of the top softmax probability) and the backward from it to
+    /// the features.
+    fn msp_objective(&mut self, features: Buffer, head: Classifier, objective: usize) -> Op {
+        let (batch, f) = (self.batch, self.spec.feature_dim());
+        self.backward_reversed.push(Op::linear_backward(
+            head.logits.grad,
+            head.weight,
+            features.grad,
+            batch,
+            f,
+            head.classes,
+        ));
+        Op::objective(head.logits.value, objective, head.logits.grad, batch, head.classes, true, 1.0)
     }
 }

@@ -9,34 +9,7 @@ use burn::tensor::activation::{log_softmax, sigmoid};
 
 use crate::model::Model;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Detector {
-    /// ATD: the discriminator's probability that the extractor's feature is in-distribution.
-    Atd,
-    /// Maximum softmax probability of the classifier head.
-    Msp,
-    /// Mahalanobis distance to the closest class mean (shared covariance), negated.
-    Md,
-    /// Relative Mahalanobis distance (class distance minus background distance), negated.
-    Rmd,
-    /// OpenMax: one minus the probability of the "unknown" class.
-    Openmax,
-}
-
-impl Detector {
-    pub const ALL: [Detector; 5] = [Detector::Atd, Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Detector::Atd => "atd",
-            Detector::Msp => "msp",
-            Detector::Md => "md",
-            Detector::Rmd => "rmd",
-            Detector::Openmax => "openmax",
-        }
-    }
-}
+pub use atd_core::attack::Detector;
 
 /// log(sum(exp(x))) along dim 1 of `[B, C]`, numerically stable.
 fn log_sum_exp(x: Tensor<2>) -> Tensor<1> {

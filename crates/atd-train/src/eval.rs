@@ -7,6 +7,7 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 
+use atd_core::attack::Setting;
 use atd_core::data::ImageSet;
 use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
@@ -15,8 +16,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::{argmax_rows, to_vec};
 use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
 use crate::{Detector, Model, dataset};
-
-pub const SETTINGS: [&str; 4] = ["Clean", "In", "Out", "In-and-Out"];
 
 /// How the perturbations are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -54,8 +53,8 @@ impl<'a> Attack<'a> {
         Self { kind: AttackKind::Fgsm, cfg: PgdConfig::new(eps, 1), source: Some((model, detector, name)) }
     }
 
+    /// What the attack is, without its budget (an evaluation keeps eps beside it).
     pub fn name(&self) -> String {
-        let budget = format!("eps {:.1}/255", self.cfg.eps * 255.0);
         let restarts = if self.cfg.restarts > 1 { format!(" x{} restarts", self.cfg.restarts) } else { String::new() };
         let own = match self.kind {
             AttackKind::Pgd => format!("PGD-{}{restarts}", self.cfg.steps),
@@ -64,10 +63,15 @@ impl<'a> Attack<'a> {
             AttackKind::Noise => "random sign noise".to_string(),
             AttackKind::Classification => format!("PGD-{}{restarts} on the classifier", self.cfg.steps),
         };
-        match &self.source {
-            Some((_, d, name)) => format!("{own} transferred from {name} ({}), {budget}", d.name()),
-            None => format!("{own}, {budget}"),
+        match self.source_label() {
+            Some(source) => format!("{own} transferred from {source}"),
+            None => own,
         }
+    }
+
+    /// The model and detector a transferred attack is crafted on, as reports name them.
+    pub fn source_label(&self) -> Option<String> {
+        self.source.as_ref().map(|(_, d, name)| format!("{name} ({})", d.name()))
     }
 
     /// Perturb `x` against `target`'s detector (or the source's): in-distribution images
@@ -182,14 +186,17 @@ fn fraction(flags: &[bool]) -> Option<f64> {
 pub struct SetResult {
     pub name: String,
     pub images: usize,
-    /// One entry per setting, in the order of `SETTINGS`.
+    /// One entry per setting, in the order of `Setting::ALL`.
     pub metrics: Vec<OodMetrics>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Evaluation {
     pub detector: Detector,
+    /// The attack (`Attack::name`), its budget in `eps`.
     pub attack: String,
+    /// For a transferred attack: the model and detector it was crafted on.
+    pub transferred_from: Option<String>,
     pub in_images: usize,
     pub eps: f32,
     pub sets: Vec<SetResult>,
@@ -219,19 +226,24 @@ impl Evaluation {
             .map(|o| SetResult {
                 name: o.name.clone(),
                 images: o.clean.len(),
-                metrics: vec![
-                    OodMetrics::compute(&in_scores.clean, &o.clean),
-                    OodMetrics::compute(&in_scores.attacked, &o.clean),
-                    OodMetrics::compute(&in_scores.clean, &o.attacked),
-                    OodMetrics::compute(&in_scores.attacked, &o.attacked),
-                ],
+                metrics: Setting::ALL
+                    .iter()
+                    .map(|s| {
+                        let inputs = if s.attacks_in() { &in_scores.attacked } else { &in_scores.clean };
+                        let outliers = if s.attacks_out() { &o.attacked } else { &o.clean };
+                        OodMetrics::compute(inputs, outliers)
+                    })
+                    .collect(),
             })
             .collect();
-        let average =
-            (0..SETTINGS.len()).map(|k| mean(&sets.iter().map(|s| &s.metrics[k]).collect::<Vec<_>>())).collect();
+        let average = Setting::ALL
+            .iter()
+            .map(|k| mean(&sets.iter().map(|s| &s.metrics[k.index()]).collect::<Vec<_>>()))
+            .collect();
         Self {
             detector,
             attack,
+            transferred_from: None,
             in_images: in_scores.clean.len(),
             eps,
             sets,
@@ -243,9 +255,14 @@ impl Evaluation {
         }
     }
 
-    /// Mean AUROC over the OOD sets in setting `k` (index into `SETTINGS`).
-    pub fn auroc(&self, k: usize) -> f64 {
-        self.average[k].auroc
+    /// The attack with its budget, e.g. "PGD-100, eps 8.0/255".
+    pub fn attack_with_budget(&self) -> String {
+        format!("{}, eps {:.1}/255", self.attack, self.eps * 255.0)
+    }
+
+    /// Mean AUROC over the OOD sets in `setting`.
+    pub fn auroc(&self, setting: Setting) -> f64 {
+        self.average[setting.index()].auroc
     }
 
     /// The per-image worst case of two evaluations of the same detector on the same images.
@@ -272,13 +289,13 @@ impl Evaluation {
             "{} on {} in-distribution images, {}; AUROC / FPR@95TPR / AUPR-In / AUPR-Out\n\n| OOD set | n |",
             self.detector.name(),
             self.in_images,
-            self.attack
+            self.attack_with_budget()
         );
-        for setting in SETTINGS {
-            s += &format!(" {setting} |");
+        for setting in Setting::ALL {
+            s += &format!(" {} |", setting.name());
         }
         s += "\n|---|---|";
-        s += &"---|".repeat(SETTINGS.len());
+        s += &"---|".repeat(Setting::ALL.len());
         let cell = |m: &OodMetrics| {
             format!(" {:.3} / {:.3} / {:.3} / {:.3} |", m.auroc, m.fpr_at_95_tpr, m.aupr_in, m.aupr_out)
         };
@@ -385,12 +402,13 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     if let Some(hit) = cached.as_ref().and_then(|(c, path)| c.read(path)) {
         let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, hit.in_scores, hit.out_scores);
         result.seconds = hit.seconds;
+        result.transferred_from = attack.source_label();
         eprintln!(
             "{} under {}: from the cache (computed in {:.0} s), In-and-Out AUROC {:.3}",
             detector.name(),
-            result.attack,
+            result.attack_with_budget(),
             result.seconds,
-            result.auroc(3)
+            result.auroc(Setting::InAndOut)
         );
         return result;
     }
@@ -412,14 +430,15 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     }
     let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs);
     result.seconds = seconds;
+    result.transferred_from = attack.source_label();
     // A line per evaluation: what a log keeps when stderr is not a terminal (no bar).
     eprintln!(
         "{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}",
         detector.name(),
-        result.attack,
+        result.attack_with_budget(),
         data.images(),
         result.seconds,
-        result.auroc(3)
+        result.auroc(Setting::InAndOut)
     );
     result
 }
@@ -435,14 +454,9 @@ pub fn evaluate_all(
     let mut results: Vec<Evaluation> = attacks.iter().map(|a| evaluate(model, detector, data, a, device)).collect();
     if results.len() > 1 {
         let mut worst = results[1..].iter().fold(results[0].clone(), |acc, e| acc.worst_with(e));
-        let names: Vec<&str> = results.iter().map(|e| without_budget(&e.attack)).collect();
-        worst.attack = format!("per-image worst case of {}, eps {:.1}/255", names.join(" and "), worst.eps * 255.0);
+        let names: Vec<&str> = results.iter().map(|e| e.attack.as_str()).collect();
+        worst.attack = format!("per-image worst case of {}", names.join(" and "));
         results.push(worst);
     }
     results
-}
-
-/// An attack's name without its ", eps ..." suffix.
-pub fn without_budget(attack: &str) -> &str {
-    attack.split(", eps").next().unwrap_or(attack)
 }

@@ -55,7 +55,8 @@ impl Model {
     }
 
     pub fn load(path: &std::path::Path, device: &Device) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes =
+            atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
         Self::from_bytes(&bytes, device).with_context(|| format!("loading weights {}", path.display()))
     }
 }

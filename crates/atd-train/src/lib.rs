@@ -1,19 +1,16 @@
 //! ATD on Burn: the models, end-to-end PGD, the detectors and their baselines, and the weights
-//! contract with `atd-core`. The `atd` binary drives it.
+//! contract with `atd-core`. The `atd` binary (crate atd-cli) drives it.
 
 pub mod batches;
 pub mod bench;
-pub mod check;
 pub mod dataset;
 pub mod detectors;
 pub mod eval;
-pub mod figures;
 pub mod fit;
 pub mod io;
 pub mod model;
 pub mod pgd;
 pub mod progress;
-pub mod report;
 pub mod rng;
 pub mod synthetic;
 pub mod toy;

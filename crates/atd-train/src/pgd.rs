@@ -29,7 +29,7 @@ impl PgdConfig {
         Self {
             eps,
             steps,
-            step_size: 2.5 * eps / steps.max(1) as f32,
+            step_size: atd_core::attack::default_step_size(eps, steps),
             restarts: 1,
             random_start: true,
             seed: 0,

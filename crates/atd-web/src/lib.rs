@@ -2,7 +2,8 @@
 //! run on WebGPU through our WGSL engine, or on the engine's CPU reference where WebGPU is
 //! missing; images are decoded and reduced to the model's 32x32 input here, in the browser.
 
-use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use atd_core::attack::{self, Detector as DetectorKind, Direction};
+use atd_gpu::{AttackOptions, Engine};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
@@ -33,29 +34,19 @@ pub fn chw_to_rgba(chw: &[u8]) -> Vec<u8> {
 /// unchanged).
 #[wasm_bindgen]
 pub fn perturbation_rgba(clean: &[u8], adversarial: &[u8], eps: f32) -> Vec<u8> {
-    let scale = 127.5 / (eps * 255.0).max(1.0);
-    let diff: Vec<u8> = clean
-        .iter()
-        .zip(adversarial)
-        .map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8)
-        .collect();
-    chw_to_rgba(&diff)
+    chw_to_rgba(&attack::perturbation_map(clean, adversarial, eps))
 }
 
 /// CHW bytes as a 32x32 PNG file.
 #[wasm_bindgen]
 pub fn encode_png(chw: &[u8]) -> Result<Vec<u8>, JsError> {
-    let rgb = atd_core::preprocess::input_to_rgb8(&atd_core::preprocess::chw_bytes_to_input(chw));
-    let img = image::RgbImage::from_raw(32, 32, rgb).ok_or_else(|| JsError::new("expected 3x32x32 bytes"))?;
-    let mut png = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).map_err(js_err)?;
-    Ok(png)
+    atd_core::preprocess::chw_bytes_to_png(chw).map_err(js_err)
 }
 
 /// Largest per-value change between two CHW byte images, in 1/255 units.
 #[wasm_bindgen]
 pub fn linf_levels(clean: &[u8], adversarial: &[u8]) -> u32 {
-    clean.iter().zip(adversarial).map(|(c, a)| (*c as i32 - *a as i32).unsigned_abs()).max().unwrap_or(0)
+    attack::linf_levels(clean, adversarial)
 }
 
 /// A detector's GPU device.
@@ -89,29 +80,25 @@ struct AttackRequest {
 
 #[wasm_bindgen]
 impl Detector {
-    /// `head`: "atd" or "msp"; `engine`: "gpu" (WebGPU) or "cpu" (the CPU reference).
-    pub async fn load(bytes: Vec<u8>, head: String, engine: String) -> Result<Detector, JsError> {
-        let head = match head.as_str() {
-            "atd" => Head::Atd,
-            "msp" => Head::Msp,
-            other => return Err(JsError::new(&format!("unknown detector {other:?} (atd or msp)"))),
-        };
+    /// `detector`: "atd" or "msp" (the engine's detectors); `engine`: "gpu" (WebGPU) or "cpu"
+    /// (the CPU reference).
+    pub async fn load(bytes: Vec<u8>, detector: String, engine: String) -> Result<Detector, JsError> {
+        let detector = DetectorKind::from_name(&detector).map_err(|e| JsError::new(&e))?;
         let engine = match engine.as_str() {
-            "gpu" => Engine::gpu(&bytes, head, 1).await.map_err(js_err)?,
-            "cpu" => Engine::cpu(&bytes, head, 1).map_err(js_err)?,
+            "gpu" => Engine::gpu(&bytes, detector, 1).await.map_err(js_err)?,
+            "cpu" => Engine::cpu(&bytes, detector, 1).map_err(js_err)?,
             other => return Err(JsError::new(&format!("unknown engine {other:?} (gpu or cpu)"))),
         };
         let card = &engine.plan.card;
-        let name = if head == Head::Atd { "atd" } else { "msp" };
+        let name = detector.name();
         let threshold = card.thresholds.get(name).copied();
-        let e = &card.extractor;
         let info = serde_json::json!({
             "detector": name,
             "engine": if engine.adapter().is_some() { "webgpu" } else { "cpu" },
             "adapter": engine.adapter(),
             "threshold": threshold,
             "class_names": card.class_names,
-            "extractor": format!("pre-activation ResNet, widths {:?}, blocks {:?}, {:?}", e.widths, e.blocks, e.activation),
+            "extractor": card.extractor.description(),
             "training": card.training.get("recipe").and_then(|r| r.get("method")).cloned()
                 .or_else(|| card.training.get("command").cloned()),
             "metrics": card.metrics,

@@ -99,16 +99,6 @@ pub fn seeded_model(card: ModelCard, seed: u64, device: &Device) -> Model {
     Model::new(card, device).unwrap()
 }
 
-/// Run the `atd` binary: (success, stdout, stderr).
-pub fn atd(args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_atd")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// A folder holding `cifar10-tiny.bin` and `ood-tiny.bin`: the data pack's fixtures when the pack
 /// is on this machine (`ATD_DATA`, else `../shared/data`), otherwise synthetic stand-ins in the
 /// same format (class-coloured images; noise as OOD) written to a temporary folder.

@@ -1,6 +1,11 @@
-//! The `atd` command line.
+//! The `atd` command line: training, evaluation, reports and attacks over the Burn models
+//! (atd-train) and the WGSL engine (atd-gpu).
 
-use std::path::PathBuf;
+mod check;
+mod figures;
+mod report;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use atd_core::data::ImageSet;
@@ -39,9 +44,10 @@ enum Command {
         /// gpu: our WGSL engine; cpu: the same kernels on the CPU; burn: the Burn reference.
         #[arg(long, value_enum, default_value = "gpu")]
         engine: AttackEngine,
-        /// The detector to attack: atd (discriminator) or msp (classifier head).
+        /// The detector to attack: atd (discriminator) or msp (classifier head); the WGSL
+        /// engines compute these two.
         #[arg(long, value_enum, default_value = "atd")]
-        detector: AttackDetector,
+        detector: Detector,
         /// in: make it look in-distribution; out: make it look OOD; auto: the opposite of the
         /// clean verdict (needs the card's threshold; otherwise out).
         #[arg(long, value_enum, default_value = "auto")]
@@ -110,7 +116,7 @@ enum Command {
     /// Evaluate every shipped model and write docs/results.md with tables and figures.
     Report {
         #[command(flatten)]
-        options: atd_train::report::ReportOptions,
+        options: report::ReportOptions,
         #[command(flatten)]
         data: DataArgs,
         #[arg(long, value_enum, default_value = "cpu")]
@@ -244,12 +250,6 @@ enum AttackEngine {
     Burn,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum AttackDetector {
-    Atd,
-    Msp,
-}
-
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum AttackDirection {
     Auto,
@@ -315,8 +315,22 @@ fn keep_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn keep_freed_memory() {}
 
+/// Rust ignores SIGPIPE, so `atd info --json | head` would panic on the closed pipe; end
+/// quietly instead, as command-line tools do.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn quiet_on_closed_pipe() {}
+
 fn main() {
     keep_freed_memory();
+    quiet_on_closed_pipe();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -389,7 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let (in_set, out_sets) = data.load(200, 100)?;
             let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
             let source = transfer.load(&device)?;
-            let opts = atd_train::check::CheckOptions {
+            let opts = check::CheckOptions {
                 eps,
                 steps,
                 tolerance,
@@ -397,7 +411,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 broken_auroc,
                 transfer: source.as_ref().map(|(m, d, n)| (m, *d, n.clone())),
             };
-            let (checks, _) = atd_train::check::run(&model, detector, &data, &opts, &device);
+            let (checks, _) = check::run(&model, detector, &data, &opts, &device);
             println!(
                 "{} on {}: {} in-distribution images, {} OOD images, In-and-Out AUROC",
                 detector.name(),
@@ -405,7 +419,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 in_set.len(),
                 data.images() - in_set.len()
             );
-            print!("{}", atd_train::check::summary(&checks));
+            print!("{}", check::summary(&checks));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&checks)?)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -417,7 +431,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report { options, data, backend } => {
             let device = backend.device()?;
             let (in_set, out_sets) = data.load(1000, 500)?;
-            atd_train::report::run(
+            report::run(
                 &options,
                 &atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None },
                 &device,
@@ -433,7 +447,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Digest { weights } => {
             for path in weights {
-                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let bytes = atd_core::weights::read_weights_file(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 let digest =
                     atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
                 println!("{digest}  {}", path.display());
@@ -466,8 +481,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+fn info(path: &Path, json: bool) -> anyhow::Result<()> {
+    let bytes = atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
     let weights = atd_core::Weights::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
     let card = &weights.card;
     if json {
@@ -483,15 +498,7 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
         weights.tensors.len()
     );
     println!("format:        {}", card.format);
-    println!(
-        "extractor:     pre-activation ResNet, widths {:?}, blocks {:?}, {:?}, {:?} shortcut, {:?} padding, feature dim {}",
-        e.widths,
-        e.blocks,
-        e.activation,
-        e.shortcut,
-        e.padding,
-        e.feature_dim()
-    );
+    println!("extractor:     {}", e.description());
     println!("               input mean {:?}, std {:?}", e.input_mean, e.input_std);
     match card.classifier {
         Some(c) => println!("classifier:    {c} classes: {}", card.class_names.join(", ")),
@@ -522,7 +529,7 @@ fn info(path: &PathBuf, json: bool) -> anyhow::Result<()> {
 /// Images decoded and scored at a time.
 const SCORE_BATCH: usize = 64;
 
-fn score(path: &std::path::Path, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
+fn score(path: &Path, images: &[PathBuf], backend: Backend) -> anyhow::Result<()> {
     let device = backend.device()?;
     let model = Model::load(path, &device)?.valid();
     let detectors = model.detectors();
@@ -536,7 +543,8 @@ fn score(path: &std::path::Path, images: &[PathBuf], backend: Backend) -> anyhow
     for chunk in images.chunks(SCORE_BATCH) {
         let mut inputs = Vec::new();
         for image in chunk {
-            let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+            let bytes =
+                atd_core::preprocess::read_image_file(image).with_context(|| format!("reading {}", image.display()))?;
             inputs.push(
                 atd_core::preprocess::image_to_input(&bytes).with_context(|| format!("image {}", image.display()))?,
             );
@@ -582,48 +590,42 @@ fn score(path: &std::path::Path, images: &[PathBuf], backend: Backend) -> anyhow
 
 struct AttackChoice {
     engine: AttackEngine,
-    detector: AttackDetector,
+    detector: Detector,
     direction: AttackDirection,
 }
 
-fn write_png(path: &std::path::Path, chw: &[u8]) -> anyhow::Result<()> {
-    let rgb = atd_core::preprocess::input_to_rgb8(&atd_core::preprocess::chw_bytes_to_input(chw));
-    let img = image::RgbImage::from_raw(32, 32, rgb).expect("32x32 RGB");
-    img.save(path).with_context(|| format!("writing {}", path.display()))
+fn write_png(path: &Path, chw: &[u8]) -> anyhow::Result<()> {
+    let png = atd_core::preprocess::chw_bytes_to_png(chw)?;
+    std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
 }
 
 fn attack(
-    weights: &PathBuf,
-    image: &PathBuf,
+    weights: &Path,
+    image: &Path,
     a: &AttackChoice,
     pgd: &PgdArgs,
-    out: &std::path::Path,
-    perturbation: Option<&std::path::Path>,
+    out: &Path,
+    perturbation: Option<&Path>,
 ) -> anyhow::Result<()> {
-    use atd_gpu::{AttackOptions, Direction, Engine, Head};
-    let bytes = std::fs::read(weights).with_context(|| format!("reading {}", weights.display()))?;
-    let file = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    use atd_core::attack::{Direction, linf_levels, perturbation_map};
+    use atd_gpu::{AttackOptions, Engine};
+    let bytes =
+        atd_core::weights::read_weights_file(weights).with_context(|| format!("reading {}", weights.display()))?;
+    let file = atd_core::preprocess::read_image_file(image).with_context(|| format!("reading {}", image.display()))?;
     // The model sees the 32x32 image as 8-bit values, exactly what a PNG can hold.
     let clean_bytes = atd_core::preprocess::input_to_chw_bytes(
         &atd_core::preprocess::image_to_input(&file).with_context(|| format!("image {}", image.display()))?,
     );
     let clean = atd_core::preprocess::chw_bytes_to_input(&clean_bytes);
-    let (head, name) = match a.detector {
-        AttackDetector::Atd => (Head::Atd, "atd"),
-        AttackDetector::Msp => (Head::Msp, "msp"),
-    };
+    let (detector, name) = (a.detector, a.detector.name());
     let mut engine = match a.engine {
-        AttackEngine::Gpu => Some(pollster::block_on(Engine::gpu(&bytes, head, 1))?),
-        AttackEngine::Cpu => Some(Engine::cpu(&bytes, head, 1)?),
+        AttackEngine::Gpu => Some(pollster::block_on(Engine::gpu(&bytes, detector, 1))?),
+        AttackEngine::Cpu => Some(Engine::cpu(&bytes, detector, 1)?),
         AttackEngine::Burn => None,
     };
     let burn_model = match engine {
         None => Some(Model::from_bytes(&bytes, &Backend::Cpu.device()?)?.valid()),
         Some(_) => None,
-    };
-    let detector = match head {
-        Head::Atd => Detector::Atd,
-        Head::Msp => Detector::Msp,
     };
     let score_of = |engine: &mut Option<Engine>, x: &[f32]| -> anyhow::Result<f32> {
         Ok(match engine {
@@ -675,16 +677,9 @@ fn attack(
     let adv_bytes = atd_core::preprocess::quantize_towards_clean(&clean_bytes, &adversarial);
     let adv_score = score_of(&mut engine, &atd_core::preprocess::chw_bytes_to_input(&adv_bytes))?;
     write_png(out, &adv_bytes)?;
-    let linf = clean_bytes.iter().zip(&adv_bytes).map(|(c, a)| (*c as i32 - *a as i32).abs()).max().unwrap_or(0);
+    let linf = linf_levels(&clean_bytes, &adv_bytes);
     if let Some(path) = perturbation {
-        // Map [-eps, eps] to [0, 255] (mid-grey = unchanged).
-        let scale = 127.5 / (pgd.eps * 255.0).max(1.0 / 255.0);
-        let amplified: Vec<u8> = clean_bytes
-            .iter()
-            .zip(&adv_bytes)
-            .map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8)
-            .collect();
-        write_png(path, &amplified)?;
+        write_png(path, &perturbation_map(&clean_bytes, &adv_bytes, pgd.eps))?;
     }
     let verdict = |s: f32| match threshold {
         Some(t) if s >= t => " (in)",

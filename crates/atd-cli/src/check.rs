@@ -2,14 +2,13 @@
 //! 2018, Carlini et al. 2019), on In-and-Out AUROC averaged over the OOD sets. A robust number
 //! is only worth something when the attack behind it passes them.
 
+use atd_core::attack::Setting;
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
-use crate::eval::{Attack, AttackKind, EvalData, Evaluation, evaluate};
-use crate::pgd::{PgdConfig, input_gradient};
-use crate::{Detector, Model, dataset, model::to_vec};
-
-const IN_AND_OUT: usize = 3;
+use atd_train::eval::{Attack, AttackKind, EvalData, Evaluation, evaluate};
+use atd_train::pgd::{PgdConfig, input_gradient};
+use atd_train::{Detector, Model, dataset, model::to_vec};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
@@ -83,7 +82,7 @@ pub fn run(
 
     let epsilons = sweep_epsilons(opts.eps);
     let sweep: Vec<Evaluation> = epsilons.iter().map(|&e| pgd_at(e, opts.steps, 1)).collect();
-    let aurocs: Vec<f64> = sweep.iter().map(|e| e.auroc(IN_AND_OUT)).collect();
+    let aurocs: Vec<f64> = sweep.iter().map(|e| e.auroc(Setting::InAndOut)).collect();
     let monotone = aurocs.windows(2).all(|w| w[1] <= w[0] + tol);
     let listing = epsilons
         .iter()
@@ -96,35 +95,35 @@ pub fn run(
     let huge = pgd_at(opts.huge_eps, opts.steps, 1);
     checks.push(Check::new(
         "a huge eps breaks the detector",
-        huge.auroc(IN_AND_OUT) <= opts.broken_auroc,
+        huge.auroc(Setting::InAndOut) <= opts.broken_auroc,
         format!(
             "In-and-Out AUROC {:.3} at eps {:.0}/255 (must be <= {})",
-            huge.auroc(IN_AND_OUT),
+            huge.auroc(Setting::InAndOut),
             opts.huge_eps * 255.0,
             opts.broken_auroc
         ),
     ));
 
     let white_box = &sweep[3];
-    let base = white_box.auroc(IN_AND_OUT);
+    let base = white_box.auroc(Setting::InAndOut);
     let longer = pgd_at(opts.eps, 4 * opts.steps, 1);
     checks.push(Check::new(
         "more steps do not raise AUROC",
-        longer.auroc(IN_AND_OUT) <= base + tol,
-        format!("PGD-{}: {base:.3}, PGD-{}: {:.3}", opts.steps, 4 * opts.steps, longer.auroc(IN_AND_OUT)),
+        longer.auroc(Setting::InAndOut) <= base + tol,
+        format!("PGD-{}: {base:.3}, PGD-{}: {:.3}", opts.steps, 4 * opts.steps, longer.auroc(Setting::InAndOut)),
     ));
     let restarted = pgd_at(opts.eps, opts.steps, 3);
     checks.push(Check::new(
         "restarts do not raise AUROC",
-        restarted.auroc(IN_AND_OUT) <= base + tol,
-        format!("1 start: {base:.3}, 3 starts: {:.3}", restarted.auroc(IN_AND_OUT)),
+        restarted.auroc(Setting::InAndOut) <= base + tol,
+        format!("1 start: {base:.3}, 3 starts: {:.3}", restarted.auroc(Setting::InAndOut)),
     ));
 
     let noise = evaluate(model, detector, data, &Attack::new(AttackKind::Noise, PgdConfig::new(opts.eps, 1)), device);
     checks.push(Check::new(
         "random noise hurts less than the white-box attack",
-        noise.auroc(IN_AND_OUT) + tol >= base,
-        format!("noise: {:.3}, PGD-{}: {base:.3}", noise.auroc(IN_AND_OUT), opts.steps),
+        noise.auroc(Setting::InAndOut) + tol >= base,
+        format!("noise: {:.3}, PGD-{}: {base:.3}", noise.auroc(Setting::InAndOut), opts.steps),
     ));
     let mut evaluations = sweep;
     evaluations.extend([huge, longer, restarted, noise]);
@@ -138,11 +137,11 @@ pub fn run(
         );
         checks.push(Check::new(
             "a transferred FGSM hurts less than the white-box attack",
-            transferred.auroc(IN_AND_OUT) + tol >= base,
+            transferred.auroc(Setting::InAndOut) + tol >= base,
             format!(
                 "FGSM from {name} ({}): {:.3}, PGD-{}: {base:.3}",
                 source_detector.name(),
-                transferred.auroc(IN_AND_OUT),
+                transferred.auroc(Setting::InAndOut),
                 opts.steps
             ),
         ));

@@ -133,9 +133,10 @@ fn assert_nothing_half_written(out: &Path, when: &str) {
     }
 }
 
-/// Run `args` (ending in `--resume`), killing it with SIGKILL after each delay (a seeded spread
-/// over the run's length), then let it finish.
-fn run_with_kills(args: &[&str], out: &Path, seed: u64, kills: usize, spread_ms: u64) {
+/// Run `args` (a command that resumes: `train ... --resume`, or `report` with its cache),
+/// killing it with SIGKILL after each delay (a seeded spread over the run's length), then let
+/// it finish; `whole` checks `out` after every kill.
+fn run_with_kills(args: &[&str], out: &Path, whole: fn(&Path, &str), seed: u64, kills: usize, spread_ms: u64) {
     let mut rng = atd_train::rng::Rng::new(seed);
     for k in 0..kills {
         let ms = 50 + rng.next_u64() % spread_ms;
@@ -148,15 +149,15 @@ fn run_with_kills(args: &[&str], out: &Path, seed: u64, kills: usize, spread_ms:
         std::thread::sleep(std::time::Duration::from_millis(ms));
         let _ = child.kill();
         let _ = child.wait();
-        assert_nothing_half_written(out, &format!("kill {k} after {ms} ms"));
+        whole(out, &format!("kill {k} after {ms} ms"));
     }
     run(args);
-    assert_nothing_half_written(out, "after the last resume");
+    whole(out, "after the last resume");
     let leftovers: Vec<_> = std::fs::read_dir(out)
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("partial") || n.contains(".old"))
+        .filter(|n| n.contains("partial") || n.contains(".old") || n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
 }
@@ -171,7 +172,7 @@ fn training_killed_at_random_moments_resumes_to_the_same_bits() {
     args.push("--resume");
     // The whole run takes ~0.7 s here (ATD's ~1.8 s): kills land in loading, epochs and
     // checkpoint writes, and each resume gets a little further.
-    run_with_kills(&args, &out, 17, 12, 600);
+    run_with_kills(&args, &out, assert_nothing_half_written, 17, 12, 600);
     assert_eq!(log_without_timing(&out), log_without_timing(straight));
     assert_eq!(tensors(&out.join("extractor.safetensors")), tensors(&straight.join("extractor.safetensors")));
 
@@ -180,7 +181,7 @@ fn training_killed_at_random_moments_resumes_to_the_same_bits() {
     run(&atd_args(data, extractor.to_str().unwrap(), plain.to_str().unwrap(), "3"));
     let mut args = atd_args(data, extractor.to_str().unwrap(), killed.to_str().unwrap(), "3");
     args.push("--resume");
-    run_with_kills(&args, &killed, 29, 12, 1500);
+    run_with_kills(&args, &killed, assert_nothing_half_written, 29, 12, 1500);
     assert_eq!(log_without_timing(&killed), log_without_timing(&plain));
     assert_eq!(tensors(&killed.join("atd.safetensors")), tensors(&plain.join("atd.safetensors")));
 }
@@ -492,8 +493,8 @@ fn report_writes_the_tables_and_figures() {
     let page = temp("report").join("results.md");
     std::fs::create_dir_all(page.parent().unwrap()).unwrap();
     let cache = temp("report-cache");
-    let report = || {
-        run(&[
+    let report_args = |cache: &Path| -> Vec<String> {
+        [
             "report",
             "--atd",
             atd_run.join("atd.safetensors").to_str().unwrap(),
@@ -523,8 +524,12 @@ fn report_writes_the_tables_and_figures() {
             "2",
             "--cache-dir",
             cache.to_str().unwrap(),
-        ])
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect()
     };
+    let report = || run(&report_args(&cache).iter().map(String::as_str).collect::<Vec<_>>());
     let out = report();
     assert!(out.contains("wrote") && out.contains("(0 evaluations read from"), "{out}");
     let numbers_without_timing = || {
@@ -578,4 +583,29 @@ fn report_writes_the_tables_and_figures() {
     assert!(out.contains(&resumed), "expected {resumed:?} in {out}");
     assert_eq!(numbers_without_timing(), first_numbers);
     assert!(std::fs::read_to_string(&page).unwrap().contains("resumed from the cache"));
+
+    // Killed at random moments (mid-evaluation, mid-write) on a fresh cache, then finished:
+    // every entry left is whole, and the numbers are those of the uninterrupted run.
+    let killed_cache = temp("report-cache-killed");
+    let args = report_args(&killed_cache);
+    run_with_kills(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &killed_cache,
+        cache_entries_whole,
+        41,
+        8,
+        2500,
+    );
+    assert_eq!(numbers_without_timing(), first_numbers);
+}
+
+/// Every entry of a report cache parses (a kill never leaves a torn one).
+fn cache_entries_whole(cache: &Path, when: &str) {
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(serde_json::from_str::<Value>(&text).is_ok(), "{when}: torn cache entry {}", path.display());
+        }
+    }
 }

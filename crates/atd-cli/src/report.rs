@@ -8,16 +8,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
+use atd_core::attack::Setting;
 use burn::tensor::Device;
 use serde_json::json;
 
 use crate::check::{self, CheckOptions};
-use crate::eval::{
-    Attack, AttackKind, EvalCache, EvalData, Evaluation, SetScores, evaluate, evaluate_all, without_budget,
-};
 use crate::figures;
-use crate::pgd::PgdConfig;
-use crate::{Detector, Model};
+use atd_train::eval::{Attack, AttackKind, EvalCache, EvalData, Evaluation, SetScores, evaluate, evaluate_all};
+use atd_train::pgd::PgdConfig;
+use atd_train::{Detector, Model};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ReportOptions {
@@ -30,7 +29,7 @@ pub struct ReportOptions {
     /// The markdown page; figures go to `figures/` beside it, the numbers to `results.json`.
     #[arg(long, default_value = "docs/results.md")]
     pub page: PathBuf,
-    #[arg(long, default_value = "8/255", value_parser = crate::train::parse_fraction)]
+    #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
     pub eps: f32,
     /// Steps of PGD and APGD against ATD.
     #[arg(long, default_value_t = 100)]
@@ -108,7 +107,7 @@ fn hardware() -> String {
 }
 
 fn auroc_cells(e: &Evaluation) -> String {
-    (0..4).map(|k| format!(" {:.3} |", e.auroc(k))).collect()
+    Setting::ALL.iter().map(|&s| format!(" {:.3} |", e.auroc(s))).collect()
 }
 
 /// A digest of what the report's numbers depend on besides the attack settings: both weight
@@ -116,7 +115,8 @@ fn auroc_cells(e: &Evaluation) -> String {
 fn inputs_digest(opts: &ReportOptions, data: &EvalData) -> anyhow::Result<String> {
     let mut digest = atd_core::digest::Digest::new();
     for path in [&opts.atd, &opts.standard] {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let bytes =
+            atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
         digest = digest
             .part(atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?);
     }
@@ -187,7 +187,11 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     let (checks, check_evals) = check::run(&atd, Detector::Atd, &sweep_data, &check_opts, device);
     let eps_points = check::sweep_epsilons(opts.eps);
     let sweep_line = |evals: &[Evaluation]| {
-        evals.iter().zip(&eps_points).map(|(e, eps)| (*eps as f64 * 255.0, e.auroc(3))).collect::<Vec<_>>()
+        evals
+            .iter()
+            .zip(&eps_points)
+            .map(|(e, eps)| (*eps as f64 * 255.0, e.auroc(Setting::InAndOut)))
+            .collect::<Vec<_>>()
     };
     let mut sweep = vec![("ATD".to_string(), sweep_line(&check_evals[..eps_points.len()]))];
     for (name, model, detector) in [
@@ -220,7 +224,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     let (ic, ia, oc, oa) = pooled(worst);
     figures::score_histograms(
         &figures_dir.join("histogram-atd.png"),
-        &format!("ATD scores, clean vs {}", without_budget(&worst.attack)),
+        &format!("ATD scores, clean vs {}", worst.attack),
         &ic,
         &ia,
         &oc,
@@ -348,7 +352,7 @@ fn markdown(
             "| {} ({}) | {} |{} {paper} | {:.0} |",
             r.model,
             r.eval.detector.name(),
-            without_budget(&r.eval.attack),
+            r.eval.attack,
             auroc_cells(&r.eval),
             r.eval.seconds
         );
@@ -363,13 +367,13 @@ fn markdown(
                 "{} ({}) {:.0}%",
                 r.model,
                 r.eval.detector.name(),
-                100.0 * r.eval.auroc(3) / r.eval.auroc(0).max(1e-9)
+                100.0 * r.eval.auroc(Setting::InAndOut) / r.eval.auroc(Setting::Clean).max(1e-9)
             ))
             .collect::<Vec<_>>()
             .join(", ")
     );
     let worst = atd_runs.last().expect("ATD was evaluated");
-    let _ = writeln!(s, "### ATD per OOD set ({})\n\n{}", without_budget(&worst.attack), worst.markdown());
+    let _ = writeln!(s, "### ATD per OOD set ({})\n\n{}", worst.attack, worst.markdown());
 
     let _ = writeln!(s, "## Table 2: FGSM transferred from other detectors to ATD (AUROC)\n");
     let _ = writeln!(s, "| source | In | Out | In-and-Out |\n|---|---|---|---|");
@@ -377,14 +381,14 @@ fn markdown(
         let _ = writeln!(
             s,
             "| {} | {:.3} | {:.3} | {:.3} |",
-            without_budget(&t.attack).split(" transferred from ").nth(1).unwrap_or(&t.attack),
-            t.auroc(1),
-            t.auroc(2),
-            t.auroc(3)
+            t.transferred_from.as_deref().unwrap_or(&t.attack),
+            t.auroc(Setting::In),
+            t.auroc(Setting::Out),
+            t.auroc(Setting::InAndOut)
         );
     }
-    let white_box = worst.auroc(3);
-    let weakest = transfers.iter().map(|t| t.auroc(3)).fold(f64::INFINITY, f64::min);
+    let white_box = worst.auroc(Setting::InAndOut);
+    let weakest = transfers.iter().map(|t| t.auroc(Setting::InAndOut)).fold(f64::INFINITY, f64::min);
     let verdict = if weakest >= white_box {
         "every transferred attack hurt less than"
     } else {
@@ -414,11 +418,11 @@ fn markdown(
     let _ = writeln!(
         s,
         "| ATD In-and-Out AUROC | {:.3} | {:.3} | 0.918 / 0.837 |\n",
-        classification.auroc(3),
-        detection.auroc(3)
+        classification.auroc(Setting::InAndOut),
+        detection.auroc(Setting::InAndOut)
     );
-    let own_target =
-        classification.accuracy_attacked < detection.accuracy_attacked && detection.auroc(3) < classification.auroc(3);
+    let own_target = classification.accuracy_attacked < detection.accuracy_attacked
+        && detection.auroc(Setting::InAndOut) < classification.auroc(Setting::InAndOut);
     let _ = writeln!(
         s,
         "{}\n",

@@ -39,6 +39,17 @@ fn info_and_score_on_an_exported_file() {
     let (ok, json, _) = atd(&["info", "--json", weights.to_str().unwrap()]);
     assert!(ok);
     assert_eq!(atd_core::ModelCard::from_json(&json).unwrap(), model.card);
+    // A reader that stops early (`| head`) ends the command quietly, without a panic.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_atd"))
+        .args(["info", "--json", weights.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     let (small, large) = (dir.join("small.png"), dir.join("wide.png"));
     write_png(&small, 32, 32, 3);

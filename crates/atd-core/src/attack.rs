@@ -1,0 +1,166 @@
+//! The words the CLI, the Burn models, the WGSL engine and the page share: which detector, which
+//! way an attack pushes its score, the attack's default step size, the four evaluation settings,
+//! and how a perturbation is measured and shown.
+
+/// An OOD detector a weights file can hold. Higher scores mean more in-distribution; `name()` is
+/// its key among the card's thresholds and on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Detector {
+    /// ATD: the discriminator's probability that the extractor's feature is in-distribution.
+    Atd,
+    /// Maximum softmax probability of the classifier head.
+    Msp,
+    /// Mahalanobis distance to the closest class mean (shared covariance), negated.
+    Md,
+    /// Relative Mahalanobis distance (class distance minus background distance), negated.
+    Rmd,
+    /// OpenMax: one minus the probability of the "unknown" class.
+    Openmax,
+}
+
+impl Detector {
+    pub const ALL: [Detector; 5] = [Detector::Atd, Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Detector::Atd => "atd",
+            Detector::Msp => "msp",
+            Detector::Md => "md",
+            Detector::Rmd => "rmd",
+            Detector::Openmax => "openmax",
+        }
+    }
+
+    /// The detector called `name` (as `name()` writes it).
+    pub fn from_name(name: &str) -> Result<Detector, String> {
+        Detector::ALL.into_iter().find(|d| d.name() == name).ok_or_else(|| {
+            let names: Vec<_> = Detector::ALL.iter().map(|d| d.name()).collect();
+            format!("unknown detector {name:?} (one of {})", names.join(", "))
+        })
+    }
+}
+
+/// Which way an attack pushes a detector's score.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Make the input look in-distribution (raise the score): the attack on OOD inputs.
+    In,
+    /// Make the input look out-of-distribution (lower the score): the attack on in-distribution inputs.
+    Out,
+}
+
+impl Direction {
+    /// The sign that turns "push the score this way" into "maximise".
+    pub fn sign(self) -> f32 {
+        match self {
+            Direction::In => 1.0,
+            Direction::Out => -1.0,
+        }
+    }
+}
+
+/// The paper's PGD step size: 2.5 eps / steps (Madry et al.), so the attack can cross the ball.
+pub fn default_step_size(eps: f32, steps: usize) -> f32 {
+    2.5 * eps / steps.max(1) as f32
+}
+
+/// The paper's four evaluation settings: which images the attack perturbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Setting {
+    /// Nothing attacked.
+    Clean,
+    /// In-distribution images pushed towards OOD.
+    In,
+    /// OOD images pushed towards in-distribution.
+    Out,
+    /// Both at once: the worst case for the detector.
+    InAndOut,
+}
+
+impl Setting {
+    pub const ALL: [Setting; 4] = [Setting::Clean, Setting::In, Setting::Out, Setting::InAndOut];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Clean => "Clean",
+            Setting::In => "In",
+            Setting::Out => "Out",
+            Setting::InAndOut => "In-and-Out",
+        }
+    }
+
+    /// Its position in `ALL` (and in per-setting result lists).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn attacks_in(self) -> bool {
+        matches!(self, Setting::In | Setting::InAndOut)
+    }
+
+    pub fn attacks_out(self) -> bool {
+        matches!(self, Setting::Out | Setting::InAndOut)
+    }
+}
+
+/// Largest per-value change between two byte images, in 1/255 units: the L-infinity distance
+/// of what a PNG holds.
+pub fn linf_levels(clean: &[u8], adversarial: &[u8]) -> u32 {
+    clean.iter().zip(adversarial).map(|(c, a)| (*c as i32 - *a as i32).unsigned_abs()).max().unwrap_or(0)
+}
+
+/// The perturbation `adversarial - clean`, mapped from [-eps, eps] to [0, 255] so the whole
+/// ball fills the range (mid-grey = unchanged). Below one level of eps the scale stops growing,
+/// so a zero budget shows grey, not noise.
+pub fn perturbation_map(clean: &[u8], adversarial: &[u8], eps: f32) -> Vec<u8> {
+    let scale = 127.5 / (eps * 255.0).max(1.0);
+    clean
+        .iter()
+        .zip(adversarial)
+        .map(|(c, a)| (127.5 + (*a as f32 - *c as f32) * scale).clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_names_round_trip_and_unknown_names_list_the_choices() {
+        for d in Detector::ALL {
+            assert_eq!(Detector::from_name(d.name()), Ok(d));
+        }
+        let err = Detector::from_name("odin").unwrap_err();
+        assert!(err.contains("odin") && err.contains("atd, msp, md, rmd, openmax"), "{err}");
+    }
+
+    #[test]
+    fn settings_are_indexed_in_the_paper_order() {
+        for (i, s) in Setting::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i);
+        }
+        let attacked: Vec<_> = Setting::ALL.iter().map(|s| (s.attacks_in(), s.attacks_out())).collect();
+        assert_eq!(attacked, [(false, false), (true, false), (false, true), (true, true)]);
+    }
+
+    #[test]
+    fn perturbation_map_fills_the_range_at_eps_and_is_grey_where_unchanged() {
+        let clean = [100, 100, 100, 0];
+        let adversarial = [108, 92, 100, 0];
+        assert_eq!(perturbation_map(&clean, &adversarial, 8.0 / 255.0), [255, 0, 127, 127]);
+        // A zero budget: no division by zero, unchanged values stay grey.
+        assert_eq!(perturbation_map(&clean, &clean, 0.0), [127; 4]);
+        assert_eq!(linf_levels(&clean, &adversarial), 8);
+        assert_eq!(linf_levels(&clean, &clean), 0);
+    }
+
+    #[test]
+    fn the_default_step_size_is_two_and_a_half_eps_over_the_steps() {
+        assert!((default_step_size(0.04, 10) - 0.01).abs() < 1e-8);
+        // Zero steps (no attack) still gives a finite step.
+        assert!((default_step_size(0.04, 0) - 0.1).abs() < 1e-8);
+    }
+}
