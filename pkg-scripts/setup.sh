@@ -2,7 +2,8 @@
 # Install what the tests need on a fresh Debian/Ubuntu machine, skipping whatever is already
 # there (so a second run takes seconds): Mesa's software Vulkan for the native GPU tests, DejaVu
 # for the report figures, Chromium and its driver for the browser tests, the wasm32 target,
-# wasm-bindgen-cli at the version Cargo.lock pins, playwright-core. Fails at once, naming what is
+# wasm-bindgen-cli at the version Cargo.lock pins, the nightly toolchain and cargo-fuzz for the
+# fuzz smoke, playwright-core. Fails at once, naming what is
 # missing, when it cannot install it (no apt, no root or sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +41,8 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qF "$WBG_VERSION"; then
   # Not --locked: the CLI's lockfile pins a crate version this registry mirror lacks.
   cargo install wasm-bindgen-cli --version "$WBG_VERSION"
 fi
+# The fuzz smoke: libFuzzer through cargo-fuzz, which needs the nightly toolchain.
+rustup toolchain list 2>/dev/null | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz
 [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund
 echo "setup: everything the tests need is installed"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: the Rust workspace (Burn models and training, the WGSL engine on the machine's GPU
-# or lavapipe, Burn-vs-engine parity), the wasm package build, and the page end to end in
-# headless Chromium (WebGPU on SwiftShader, then the CPU fallback). Release profile: the CLI and
-# the tests share one build of Burn, and Burn's CPU kernels are far too slow unoptimised.
+# or lavapipe, Burn-vs-engine parity), the wasm package build, the page end to end in headless
+# Chromium (WebGPU on SwiftShader, then the CPU fallback), and a fuzz smoke of every parser.
+# Release profile: the CLI and the tests share one build of Burn, and Burn's CPU kernels are far
+# too slow unoptimised.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # A fresh machine gets what the tests need first (skipped in seconds when all is there).
@@ -28,3 +29,5 @@ pkg-scripts/build-web.sh
 # The engine inside headless Chromium (wasm-bindgen-test + chromedriver; crates/atd-web/webdriver.json).
 CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)} cargo test --release --target wasm32-unknown-unknown -p atd-web
 node tests/browser/e2e.mjs
+# Every parser under libFuzzer for a few seconds from its committed seeds (fuzz/; nightly).
+pkg-scripts/fuzz.sh smoke
