@@ -142,6 +142,12 @@ impl ExtractorSpec {
         if self.input_std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
             return Err("extractor: input_std must be finite and positive".into());
         }
+        if self.input_mean.iter().any(|m| !m.is_finite()) {
+            return Err("extractor: input_mean must be finite".into());
+        }
+        if !(self.bn_epsilon.is_finite() && self.bn_epsilon > 0.0) {
+            return Err("extractor: bn_epsilon must be finite and positive".into());
+        }
         Ok(())
     }
 }
@@ -292,7 +298,13 @@ impl ModelCard {
         if let Some(c) = self.classifier {
             check_width("classifier classes", &[c])?;
         }
+        if let Some((name, t)) = self.thresholds.iter().find(|(_, t)| !t.is_finite()) {
+            return Err(format!("threshold {name} is {t}; thresholds must be finite"));
+        }
         if let Some(d) = &self.discriminator {
+            if !d.slope.is_finite() {
+                return Err("discriminator slope must be finite".into());
+            }
             check_width("discriminator widths", &d.widths)?;
             check_depth("discriminator layers", Some(d.widths.len()))?;
         }
@@ -403,5 +415,20 @@ mod tests {
         assert!(card.check().unwrap_err().contains("generator noise_dim"));
         card.generator = None;
         assert_eq!(card.check(), Ok(()));
+    }
+
+    /// Found by the `engine_plan` fuzz target: an input mean of 2e96 parsed as an infinite f32,
+    /// passed the checks, and made a card that serialises to `null` and cannot be read back.
+    #[test]
+    fn cards_with_non_finite_numbers_are_refused() {
+        let text = ModelCard::classifier(ExtractorSpec::tiny()).to_json().replace("0.4465", "2e96");
+        let err = ModelCard::from_json(&text).unwrap_err();
+        assert!(err.contains("input_mean must be finite"), "{err}");
+        let mut card = ModelCard::classifier(ExtractorSpec::tiny());
+        card.extractor.bn_epsilon = 0.0;
+        assert!(card.check().unwrap_err().contains("bn_epsilon"));
+        card.extractor.bn_epsilon = 1e-5;
+        card.discriminator = Some(DiscriminatorSpec { widths: vec![4], slope: f32::INFINITY });
+        assert!(card.check().unwrap_err().contains("slope"));
     }
 }
