@@ -7,7 +7,7 @@
 use atd_core::card::Padding;
 use atd_gpu::gpu::Gpu;
 use atd_gpu::plan::{ConvGeometry, Kernel, Op};
-use atd_gpu::{AttackOptions, Direction, Engine, Head};
+use atd_gpu::{AttackOptions, Detector, Direction, Engine};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -44,8 +44,8 @@ async fn webgpu_convolutions_equal_the_cpu_reference_bit_for_bit() {
 #[wasm_bindgen_test]
 async fn webgpu_engine_equals_the_cpu_reference_on_the_shipped_model() {
     let x: Vec<f32> = (0..3072).map(|i| (atd_core::noise::noise(9, i) + 1.0) / 2.0).collect();
-    let mut gpu = Engine::gpu(MODEL, Head::Msp, 1).await.expect("a WebGPU adapter");
-    let mut cpu = Engine::cpu(MODEL, Head::Msp, 1).unwrap();
+    let mut gpu = Engine::gpu(MODEL, Detector::Msp, 1).await.expect("a WebGPU adapter");
+    let mut cpu = Engine::cpu(MODEL, Detector::Msp, 1).unwrap();
     let (s_gpu, s_cpu) = (gpu.score(&x).await.unwrap()[0], cpu.score(&x).await.unwrap()[0]);
     assert!((s_gpu - s_cpu).abs() <= 1e-5 * s_cpu.abs().max(1e-3), "score: WebGPU {s_gpu}, CPU {s_cpu}");
     let (g_gpu, _) = gpu.input_gradient(&x, Direction::Out).await.unwrap();
