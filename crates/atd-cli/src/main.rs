@@ -357,7 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
             let cfg = atd_train::PgdConfig {
                 restarts: pgd.restarts,
-                seed: pgd.seed as u64,
+                seed: pgd.seed,
                 ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
             };
             let source = transfer.load(&device)?;
@@ -664,7 +664,7 @@ fn attack(
             // The best point of the attack, as the WGSL engine returns it.
             let cfg = atd_train::PgdConfig {
                 restarts: pgd.restarts,
-                seed: pgd.seed as u64,
+                seed: pgd.seed,
                 best_of_steps: true,
                 ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
             };

@@ -48,7 +48,7 @@ pub struct ReportOptions {
     #[arg(long, default_value_t = 20)]
     pub sweep_steps: usize,
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    pub seed: u32,
     /// Finished evaluations are kept here, so that rerunning an interrupted report resumes it.
     /// Entries are keyed by the weight files, the images and the attack settings; delete the
     /// folder to recompute everything.

@@ -100,7 +100,7 @@ impl<'a> Attack<'a> {
             AttackKind::Pgd => pgd(&on_score, x, cfg, |_, _| {}).adversarial,
             AttackKind::Apgd => apgd(&on_score, x, cfg, |_, _| {}).adversarial,
             AttackKind::Fgsm => fgsm(&on_score, x, cfg),
-            AttackKind::Noise => sign_noise(x, cfg.eps, cfg.seed as u32),
+            AttackKind::Noise => sign_noise(x, cfg.eps, cfg.seed),
             AttackKind::Classification => {
                 let targets: Vec<usize> = if towards_out { labels.to_vec() } else { predictions(model, x.clone()) };
                 pgd(&|x: Tensor<4>| model.cross_entropy(x, &targets), x, cfg, |_, _| {}).adversarial
@@ -154,7 +154,7 @@ pub fn scores_under_attack(
         let labels = dataset::labels(set, chunk);
         s.clean.extend(to_vec(model.score(detector, x.clone())));
         let batch_attack = Attack {
-            cfg: PgdConfig { seed: attack.cfg.seed.wrapping_add(b as u64 * 7919), ..attack.cfg.clone() },
+            cfg: PgdConfig { seed: attack.cfg.seed.wrapping_add((b as u32).wrapping_mul(7919)), ..attack.cfg.clone() },
             ..attack.clone()
         };
         let adv = batch_attack.perturb(model, detector, &x, &labels, towards_out);

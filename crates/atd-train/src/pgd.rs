@@ -15,7 +15,9 @@ pub struct PgdConfig {
     pub step_size: f32,
     pub restarts: usize,
     pub random_start: bool,
-    pub seed: u64,
+    /// The random start's seed (restart r uses seed + r), the WGSL engine's seed type: both
+    /// draw the same noise from it (`atd_core::noise`).
+    pub seed: u32,
     /// The box the inputs live in: [0, 1] for images; unbounded for features.
     pub bounds: (f32, f32),
     /// Return each sample's best point over every step (as the WGSL engine and the page do),
@@ -137,7 +139,7 @@ pub fn pgd(
 }
 
 fn restart_seed(cfg: &PgdConfig, restart: usize) -> u32 {
-    (cfg.seed as u32).wrapping_add(restart as u32)
+    cfg.seed.wrapping_add(restart as u32)
 }
 
 /// The per-sample better of the best so far and a new candidate.

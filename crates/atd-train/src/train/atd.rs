@@ -215,7 +215,7 @@ impl AtdTraining {
         let discriminator = model.net.discriminator.as_ref().expect("built with a discriminator");
         let objective = |x: Tensor<4>| discriminator.forward(x.reshape([n, f]));
         let cfg = PgdConfig {
-            seed,
+            seed: seed as u32,
             bounds: (f32::NEG_INFINITY, f32::INFINITY),
             ..PgdConfig::new(radius, self.recipe.attack_steps)
         };
@@ -271,7 +271,7 @@ impl Training for AtdTraining {
         let (x_in, x_out) = if r.no_attack {
             (x_in, x_out)
         } else {
-            let cfg = PgdConfig { seed: self.batch_seed(epoch, batch), ..PgdConfig::new(r.eps, r.attack_steps) };
+            let cfg = PgdConfig { seed: self.batch_seed(epoch, batch) as u32, ..PgdConfig::new(r.eps, r.attack_steps) };
             let cfg_out = PgdConfig { seed: cfg.seed ^ 0xA5A5, ..cfg.clone() };
             (Self::attack(&attacker, &x_in, true, &cfg), Self::attack(&attacker, &x_out, false, &cfg_out))
         };

@@ -156,12 +156,13 @@ pub struct ExtractorRecipe {
 impl ExtractorRecipe {
     fn attack_config(&self, seed: u64) -> PgdConfig {
         let (steps, step) = match self.attack {
-            TrainAttack::Pgd => {
-                (self.attack_steps, self.attack_step_size.unwrap_or(2.5 * self.eps / self.attack_steps.max(1) as f32))
-            }
+            TrainAttack::Pgd => (
+                self.attack_steps,
+                self.attack_step_size.unwrap_or(atd_core::attack::default_step_size(self.eps, self.attack_steps)),
+            ),
             TrainAttack::Fgsm => (1, self.attack_step_size.unwrap_or(1.25 * self.eps)),
         };
-        PgdConfig { step_size: step, seed, ..PgdConfig::new(self.eps, steps) }
+        PgdConfig { step_size: step, seed: seed as u32, ..PgdConfig::new(self.eps, steps) }
     }
 }
 
