@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use atd_core::card::ExtractorSpec;
 use atd_gpu::gpu::AdapterSummary;
-use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine};
+use atd_gpu::{AttackOptions, AttackSpec, ConvStrategy, Direction, Engine};
 use atd_tests::{card, images, random_weights};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, pgd};
@@ -37,7 +37,7 @@ fn engine_times(
     conv: ConvStrategy,
 ) -> (f64, f64, AdapterSummary) {
     let mut gpu = pollster::block_on(Engine::gpu_with_conv(bytes, detector, batch, conv)).expect("a GPU adapter");
-    let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
+    let options = AttackOptions::new(AttackSpec::new(8.0 / 255.0, steps), Direction::Out);
     let forward = time(3, || {
         pollster::block_on(gpu.score(x)).unwrap();
     });
@@ -60,7 +60,7 @@ fn bench(name: &str, bytes: &[u8], detector: Detector, batch: usize, steps: usiz
     let cpu_fwd = time(1, || {
         pollster::block_on(cpu.score(&x)).unwrap();
     });
-    let options = AttackOptions::new(8.0 / 255.0, steps, Direction::Out);
+    let options = AttackOptions::new(AttackSpec::new(8.0 / 255.0, steps), Direction::Out);
     let cpu_step = time(1, || {
         pollster::block_on(cpu.attack(&x, &options, |_, _| true)).unwrap();
     }) / (steps + 1) as f64;

@@ -2,7 +2,7 @@
 //! reference on the same weights file: scores, input gradients and whole PGD attacks.
 
 use atd_core::card::ExtractorSpec;
-use atd_gpu::{AttackOptions, ConvStrategy, Direction, Engine};
+use atd_gpu::{AttackOptions, AttackSpec, ConvStrategy, Direction, Engine};
 use atd_tests::{card, cosine, images, random_weights};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, input_gradient, pgd};
@@ -38,7 +38,7 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, detector: Detector, step
     // PGD towards out: the same random start (atd_core::noise), so the same path up to sign
     // flips of gradients that are zero up to rounding.
     let eps = 8.0 / 255.0;
-    let options = AttackOptions { seed: 5, ..AttackOptions::new(eps, steps, Direction::Out) };
+    let options = AttackOptions::new(AttackSpec::new(eps, steps).with_seed(5), Direction::Out);
     let mut steps_seen = 0;
     let result = pollster::block_on(engine.attack(&x, &options, |_, s| {
         assert_eq!(s.len(), BATCH);
@@ -48,7 +48,8 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, detector: Detector, step
     .unwrap();
     assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
     let down = |x: Tensor<4>| model.score_logit(detector, x).neg();
-    let cfg = PgdConfig { seed: 5, best_of_steps: true, ..PgdConfig::new(eps, steps) };
+    // The same attack specification for both.
+    let cfg = PgdConfig { best_of_steps: true, ..options.attack.clone().into() };
     let burn_adv = to_vec(pgd(&down, &burn_input(&x), &cfg, |_, _| {}).adversarial);
     let burn_final = to_vec(model.score(detector, burn_input(&burn_adv)));
     for i in 0..BATCH {
@@ -161,7 +162,7 @@ fn engine_rejects_bad_input_clearly() {
     assert!(err.contains("discriminator"), "{err}");
     let err = Engine::cpu(&bytes[..bytes.len() / 2], Detector::Atd, 1).err().unwrap().to_string();
     assert!(!err.is_empty());
-    let bad = AttackOptions { restarts: 0, ..AttackOptions::new(0.1, 3, Direction::In) };
+    let bad = AttackOptions::new(AttackSpec::new(0.1, 3).with_restarts(0), Direction::In);
     assert!(pollster::block_on(engine.attack(&images(1, 1), &bad, |_, _| true)).is_err());
     // Detectors the engine does not compute, and batches over its memory budget, are refused
     // before anything is allocated, with the limit in the message.
@@ -185,7 +186,7 @@ fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
     // Steps as large as eps make PGD overshoot, so the last iterate is often not the best.
     let eps = 8.0 / 255.0;
     let options =
-        AttackOptions { seed: 3, restarts: 2, step_size: Some(eps), ..AttackOptions::new(eps, 8, Direction::Out) };
+        AttackOptions::new(AttackSpec::new(eps, 8).with_seed(3).with_restarts(2).with_step_size(eps), Direction::Out);
     let result = pollster::block_on(engine.attack(&x, &options, |_, _| true)).unwrap();
     let mut last_was_not_best = false;
     for i in 0..BATCH {
@@ -196,7 +197,7 @@ fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
             "image {i}: returned score {} but the attack visited {best}",
             result.scores[i]
         );
-        last_was_not_best |= visited[visited.len() - 1] > best || visited[options.steps] > best;
+        last_was_not_best |= visited[visited.len() - 1] > best || visited[options.attack.steps] > best;
     }
     assert!(last_was_not_best, "no restart ended above its best point: the check above proves nothing");
     // The returned images score what the attack reports.
@@ -206,7 +207,8 @@ fn the_attack_returns_its_best_point_and_stops_at_the_next_report() {
     }
 
     // A stop request takes effect at the next report: every step when asked.
-    let options = AttackOptions { seed: 3, report_every: 1, ..AttackOptions::new(eps, 50, Direction::Out) };
+    let options =
+        AttackOptions { report_every: 1, ..AttackOptions::new(AttackSpec::new(eps, 50).with_seed(3), Direction::Out) };
     let mut calls = 0;
     let stopped = pollster::block_on(engine.attack(&x, &options, |t, _| {
         calls += 1;

@@ -60,10 +60,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(scores.len(), batch);
     let Ok(mut options) = serde_json::from_str::<AttackOptions>(options_json) else { return };
     // The per-input time limit is for parsers and plans, not for long attacks.
-    options.steps = options.steps.min(3);
-    options.restarts = options.restarts.min(2);
+    options.attack.steps = options.attack.steps.min(3);
+    options.attack.restarts = options.attack.restarts.min(2);
     let Ok(result) = pollster::block_on(engine.attack(&x, &options, |_, _| true)) else { return };
-    let eps = options.eps;
+    let eps = options.attack.eps;
     for (a, c) in result.adversarial.iter().zip(&x) {
         assert!((0.0..=1.0).contains(a) && (a - c).abs() <= eps + 1e-6, "{a} from {c} at eps {eps}");
     }

@@ -2,7 +2,7 @@
 //! 2018, Carlini et al. 2019), on In-and-Out AUROC averaged over the OOD sets. A robust number
 //! is only worth something when the attack behind it passes them.
 
-use atd_core::attack::Setting;
+use atd_core::attack::{AttackSpec, Setting};
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
@@ -68,7 +68,7 @@ pub fn run(
 ) -> (Vec<Check>, Vec<Evaluation>) {
     let tol = opts.tolerance;
     let pgd_at = |eps: f32, steps: usize, restarts: usize| {
-        let cfg = PgdConfig { restarts, ..PgdConfig::new(eps, steps) };
+        let cfg = PgdConfig::from(AttackSpec::new(eps, steps).with_restarts(restarts));
         evaluate(model, detector, data, &Attack::new(AttackKind::Pgd, cfg), device)
     };
     let mut checks = Vec::new();

@@ -8,6 +8,7 @@ mod report;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use atd_core::attack::AttackSpec;
 use atd_core::data::ImageSet;
 use atd_train::{Backend, Detector, Model, batches, dataset, model::to_vec, progress};
 use burn::tensor::Device;
@@ -170,6 +171,12 @@ struct PgdArgs {
     restarts: usize,
     #[arg(long, default_value_t = 0)]
     seed: u32,
+}
+
+impl PgdArgs {
+    fn spec(&self) -> AttackSpec {
+        AttackSpec::new(self.eps, self.steps).with_restarts(self.restarts).with_seed(self.seed)
+    }
 }
 
 /// The test data of an evaluation.
@@ -355,11 +362,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let (in_set, out_sets) = data.load(1000, 500)?;
             let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
-            let cfg = atd_train::PgdConfig {
-                restarts: pgd.restarts,
-                seed: pgd.seed,
-                ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
-            };
+            let cfg = atd_train::PgdConfig::from(pgd.spec());
             let source = transfer.load(&device)?;
             let mut attacks: Vec<_> =
                 attack.iter().map(|&kind| atd_train::eval::Attack::new(kind, cfg.clone())).collect();
@@ -644,8 +647,7 @@ fn attack(
         (AttackDirection::Auto, Some(t)) if clean_score < t => Direction::In,
         (AttackDirection::Auto, _) => Direction::Out,
     };
-    let options =
-        AttackOptions { restarts: pgd.restarts, seed: pgd.seed, ..AttackOptions::new(pgd.eps, pgd.steps, direction) };
+    let options = AttackOptions::new(pgd.spec(), direction);
     let bar = progress::bar(((pgd.steps + 1) * pgd.restarts) as u64, "attacking");
     let started = std::time::Instant::now();
     let adversarial = match &mut engine {
@@ -662,12 +664,7 @@ fn attack(
             let sign = direction.sign();
             let objective = |x: burn::tensor::Tensor<4>| model.score_logit(detector, x) * sign;
             // The best point of the attack, as the WGSL engine returns it.
-            let cfg = atd_train::PgdConfig {
-                restarts: pgd.restarts,
-                seed: pgd.seed,
-                best_of_steps: true,
-                ..atd_train::PgdConfig::new(pgd.eps, pgd.steps)
-            };
+            let cfg = atd_train::PgdConfig { best_of_steps: true, ..pgd.spec().into() };
             let x = batches::inputs_tensor(std::slice::from_ref(&clean), &Device::flex());
             to_vec(atd_train::pgd(&objective, &x, &cfg, |_, _| bar.inc(1)).adversarial)
         }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use atd_core::attack::Setting;
+use atd_core::attack::{AttackSpec, Setting};
 use burn::tensor::Device;
 use serde_json::json;
 
@@ -136,7 +136,9 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     let atd = Model::load(&opts.atd, device)?.valid();
     let standard = Model::load(&opts.standard, device)?.valid();
     anyhow::ensure!(atd.detectors().contains(&Detector::Atd), "{} has no ATD discriminator", opts.atd.display());
-    let cfg = |steps: usize| PgdConfig { restarts: opts.restarts, seed: opts.seed, ..PgdConfig::new(opts.eps, steps) };
+    let cfg = |steps: usize| {
+        PgdConfig::from(AttackSpec::new(opts.eps, steps).with_restarts(opts.restarts).with_seed(opts.seed))
+    };
 
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
     let atd_runs = evaluate_all(
@@ -209,7 +211,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
                         &sweep_data,
                         &Attack::new(
                             AttackKind::Pgd,
-                            PgdConfig { seed: opts.seed, ..PgdConfig::new(eps, opts.sweep_steps) },
+                            AttackSpec::new(eps, opts.sweep_steps).with_seed(opts.seed).into(),
                         ),
                         device,
                     )

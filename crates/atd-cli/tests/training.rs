@@ -385,21 +385,11 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
     let data = fixture_dir();
     let weights = standard_extractor().join("extractor.safetensors");
     let json = temp("eval").with_extension("json");
-    let out = run(&[
+    let mut args = vec![
         "eval",
         weights.to_str().unwrap(),
         "--detector",
         "msp",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--in",
-        "cifar10-tiny.bin",
-        "--out",
-        "ood-tiny.bin",
-        "--limit",
-        "40",
-        "--out-limit",
-        "40",
         "--steps",
         "3",
         "--attack",
@@ -408,7 +398,9 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
         weights.to_str().unwrap(),
         "--json",
         json.to_str().unwrap(),
-    ]);
+    ];
+    args.extend(tiny_eval_data(data.to_str().unwrap(), "40"));
+    let out = run(&args);
     for needle in [
         "| OOD set |",
         "Clean",
@@ -444,25 +436,16 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
     assert!(auroc(0, 3) < auroc(2, 3), "PGD {} vs noise {}", auroc(0, 3), auroc(2, 3));
 }
 
+/// The fixture data of the eval, check and report tests: the tiny CIFAR and OOD files, `limit`
+/// images of each.
+fn tiny_eval_data<'a>(data: &'a str, limit: &'a str) -> [&'a str; 10] {
+    ["--data-dir", data, "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin", "--limit", limit, "--out-limit", limit]
+}
+
 fn check_args<'a>(data: &'a str, weights: &'a str) -> Vec<&'a str> {
-    vec![
-        "check",
-        weights,
-        "--detector",
-        "msp",
-        "--data-dir",
-        data,
-        "--in",
-        "cifar10-tiny.bin",
-        "--out",
-        "ood-tiny.bin",
-        "--limit",
-        "40",
-        "--out-limit",
-        "40",
-        "--steps",
-        "4",
-    ]
+    let mut args = vec!["check", weights, "--detector", "msp", "--steps", "4"];
+    args.extend(tiny_eval_data(data, "40"));
+    args
 }
 
 #[test]
@@ -502,16 +485,6 @@ fn report_writes_the_tables_and_figures() {
             standard.to_str().unwrap(),
             "--page",
             page.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--in",
-            "cifar10-tiny.bin",
-            "--out",
-            "ood-tiny.bin",
-            "--limit",
-            "24",
-            "--out-limit",
-            "24",
             "--steps",
             "2",
             "--baseline-steps",
@@ -525,8 +498,9 @@ fn report_writes_the_tables_and_figures() {
             "--cache-dir",
             cache.to_str().unwrap(),
         ]
-        .iter()
-        .map(|a| a.to_string())
+        .into_iter()
+        .chain(tiny_eval_data(data.to_str().unwrap(), "24"))
+        .map(str::to_string)
         .collect()
     };
     let report = || run(&report_args(&cache).iter().map(String::as_str).collect::<Vec<_>>());

@@ -67,6 +67,61 @@ pub fn default_step_size(eps: f32, steps: usize) -> f32 {
     2.5 * eps / steps.max(1) as f32
 }
 
+/// One L-infinity attack's budget and schedule, the same for the Burn attacks
+/// (`atd_train::PgdConfig`) and the WGSL engine (`atd_gpu::AttackOptions`), which add only what
+/// is their own (the input box; the direction and read-back cadence).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttackSpec {
+    pub eps: f32,
+    pub steps: usize,
+    /// `None`: `default_step_size(eps, steps)`.
+    #[serde(default)]
+    pub step_size: Option<f32>,
+    pub restarts: usize,
+    /// The random start's seed; restart r uses seed + r, and both implementations draw the same
+    /// noise from it (`atd_core::noise`).
+    pub seed: u32,
+    pub random_start: bool,
+}
+
+impl AttackSpec {
+    /// The paper's setting: step size 2.5 eps / steps, one random start, seed 0.
+    pub fn new(eps: f32, steps: usize) -> Self {
+        Self { eps, steps, step_size: None, restarts: 1, seed: 0, random_start: true }
+    }
+
+    pub fn with_seed(self, seed: u32) -> Self {
+        Self { seed, ..self }
+    }
+
+    pub fn with_restarts(self, restarts: usize) -> Self {
+        Self { restarts, ..self }
+    }
+
+    pub fn with_step_size(self, step_size: f32) -> Self {
+        Self { step_size: Some(step_size), ..self }
+    }
+
+    pub fn step_size(&self) -> f32 {
+        self.step_size.unwrap_or_else(|| default_step_size(self.eps, self.steps))
+    }
+
+    /// What makes an attack meaningless: a negative or non-finite budget or step, no restart.
+    pub fn check(&self) -> Result<(), String> {
+        if !self.eps.is_finite() || self.eps < 0.0 {
+            return Err(format!("eps must be a non-negative number, not {}", self.eps));
+        }
+        if self.restarts == 0 {
+            return Err("at least one restart".into());
+        }
+        let step = self.step_size();
+        if !step.is_finite() || step < 0.0 {
+            return Err(format!("the step size must be a non-negative number, not {step}"));
+        }
+        Ok(())
+    }
+}
+
 /// The paper's four evaluation settings: which images the attack perturbs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Setting {
@@ -162,5 +217,20 @@ mod tests {
         assert!((default_step_size(0.04, 10) - 0.01).abs() < 1e-8);
         // Zero steps (no attack) still gives a finite step.
         assert!((default_step_size(0.04, 0) - 0.1).abs() < 1e-8);
+    }
+
+    #[test]
+    fn an_attack_spec_defaults_its_step_and_refuses_what_cannot_run() {
+        let spec = AttackSpec::new(0.04, 10).with_seed(3).with_restarts(2);
+        assert_eq!((spec.seed, spec.restarts, spec.random_start), (3, 2, true));
+        assert!((spec.step_size() - 0.01).abs() < 1e-8);
+        assert_eq!(spec.clone().with_step_size(0.5).step_size(), 0.5);
+        assert!(spec.check().is_ok());
+        assert!(spec.clone().with_restarts(0).check().unwrap_err().contains("restart"));
+        assert!(AttackSpec::new(f32::NAN, 10).check().unwrap_err().contains("eps"));
+        assert!(spec.clone().with_step_size(-1.0).check().unwrap_err().contains("step size"));
+        // Written without a step size, it reads back with the default.
+        let json = r#"{"eps":0.04,"steps":10,"restarts":1,"seed":0,"random_start":true}"#;
+        assert_eq!(serde_json::from_str::<AttackSpec>(json).unwrap(), AttackSpec::new(0.04, 10));
     }
 }

@@ -25,54 +25,33 @@ pub enum EngineError {
     Options(String),
 }
 
-pub use atd_core::attack::Direction;
+pub use atd_core::attack::{AttackSpec, Direction};
 
+/// An attack as the engine runs it: the shared budget and schedule (written flat in JSON), the
+/// direction it pushes the score, and how often it reads the scores back.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttackOptions {
-    pub eps: f32,
-    pub steps: usize,
-    /// Default `atd_core::attack::default_step_size` (the paper's 2.5 eps / steps).
-    pub step_size: Option<f32>,
+    #[serde(flatten)]
+    pub attack: AttackSpec,
     pub direction: Direction,
-    pub restarts: usize,
-    pub seed: u32,
-    pub random_start: bool,
     /// Steps between read-backs of the scores (1..=HISTORY_STEPS): the caller sees progress,
     /// and can stop the attack, this often. Fewer read-backs are faster on a real GPU.
     pub report_every: usize,
 }
 
 impl AttackOptions {
-    pub fn new(eps: f32, steps: usize, direction: Direction) -> Self {
-        Self {
-            eps,
-            steps,
-            step_size: None,
-            direction,
-            restarts: 1,
-            seed: 0,
-            random_start: true,
-            report_every: HISTORY_STEPS,
-        }
-    }
-
-    pub fn step_size(&self) -> f32 {
-        self.step_size.unwrap_or_else(|| atd_core::attack::default_step_size(self.eps, self.steps))
+    pub fn new(attack: AttackSpec, direction: Direction) -> Self {
+        Self { attack, direction, report_every: HISTORY_STEPS }
     }
 
     fn check(&self) -> Result<(), EngineError> {
-        let bad = |m: &str| Err(EngineError::Options(m.into()));
-        if !(0.0..=1.0).contains(&self.eps) {
-            return bad("eps must be in [0, 1]");
-        }
-        if self.restarts == 0 {
-            return bad("at least one restart");
+        let bad = |m: String| Err(EngineError::Options(m));
+        self.attack.check().or_else(bad)?;
+        if self.attack.eps > 1.0 {
+            return bad("eps must be in [0, 1]".into());
         }
         if !(1..=HISTORY_STEPS).contains(&self.report_every) {
-            return bad(&format!("report_every must be in 1..={HISTORY_STEPS}"));
-        }
-        if !self.step_size().is_finite() || self.step_size() < 0.0 {
-            return bad("the step size must be a non-negative number");
+            return bad(format!("report_every must be in 1..={HISTORY_STEPS}"));
         }
         Ok(())
     }
@@ -247,20 +226,20 @@ impl Engine {
         let p = &self.plan;
         let (batch, n) = (p.batch, p.input_len());
         let sign = options.direction.sign();
-        let eps = options.eps;
+        let eps = options.attack.eps;
         // The parameter table: forward, backward, step, record slots, starts, best-keeping.
         let mut table = p.forward_with_sign(sign);
         let forward: Vec<usize> = (0..table.len()).collect();
         let backward: Vec<usize> = (table.len()..table.len() + p.backward.len()).collect();
         table.extend(p.backward.iter().copied());
         let step = table.len();
-        table.push(Op::pgd_step(p.clean, p.input, p.input_grad, n, eps, options.step_size()));
+        table.push(Op::pgd_step(p.clean, p.input, p.input_grad, n, eps, options.attack.step_size()));
         let record0 = table.len();
         table.extend((0..HISTORY_STEPS).map(|k| Op::record(p.objective, p.history + k * batch, batch)));
         let start0 = table.len();
-        for r in 0..options.restarts {
-            let start_eps = if options.random_start { eps } else { 0.0 };
-            table.push(Op::pgd_init(p.clean, p.input, n, options.seed.wrapping_add(r as u32), start_eps));
+        for r in 0..options.attack.restarts {
+            let start_eps = if options.attack.random_start { eps } else { 0.0 };
+            table.push(Op::pgd_init(p.clean, p.input, n, options.attack.seed.wrapping_add(r as u32), start_eps));
         }
         let (keep_first, keep_better) = (table.len(), table.len() + 1);
         let keep = |first| {
@@ -269,16 +248,16 @@ impl Engine {
         table.extend([keep(true), keep(false)]);
         let history_at = p.history;
 
-        let mut history = Vec::with_capacity(options.restarts * (options.steps + 1));
+        let mut history = Vec::with_capacity(options.attack.restarts * (options.attack.steps + 1));
         let mut writes: Vec<(usize, &[f32])> = vec![(self.plan.clean, images)];
         let mut stopped = false;
-        for r in 0..options.restarts {
+        for r in 0..options.attack.restarts {
             let mut schedule = vec![start0 + r];
             let mut pending = 0;
             // Step t: forward at x_t (recorded), backward, update; then the final forward at x_T.
             let mut t = 0;
             loop {
-                let last = t == options.steps || stopped;
+                let last = t == options.attack.steps || stopped;
                 schedule.extend(&forward);
                 schedule.push(record0 + pending);
                 pending += 1;

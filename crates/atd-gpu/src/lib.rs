@@ -9,5 +9,5 @@ pub mod params;
 pub mod plan;
 
 pub use atd_core::attack::Detector;
-pub use engine::{AttackOptions, AttackResult, Direction, Engine, EngineError};
+pub use engine::{AttackOptions, AttackResult, AttackSpec, Direction, Engine, EngineError};
 pub use plan::{ConvStrategy, Plan};

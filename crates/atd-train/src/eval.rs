@@ -55,13 +55,17 @@ impl<'a> Attack<'a> {
 
     /// What the attack is, without its budget (an evaluation keeps eps beside it).
     pub fn name(&self) -> String {
-        let restarts = if self.cfg.restarts > 1 { format!(" x{} restarts", self.cfg.restarts) } else { String::new() };
+        let restarts = if self.cfg.attack.restarts > 1 {
+            format!(" x{} restarts", self.cfg.attack.restarts)
+        } else {
+            String::new()
+        };
         let own = match self.kind {
-            AttackKind::Pgd => format!("PGD-{}{restarts}", self.cfg.steps),
-            AttackKind::Apgd => format!("APGD-{}{restarts}", self.cfg.steps),
+            AttackKind::Pgd => format!("PGD-{}{restarts}", self.cfg.attack.steps),
+            AttackKind::Apgd => format!("APGD-{}{restarts}", self.cfg.attack.steps),
             AttackKind::Fgsm => "FGSM".to_string(),
             AttackKind::Noise => "random sign noise".to_string(),
-            AttackKind::Classification => format!("PGD-{}{restarts} on the classifier", self.cfg.steps),
+            AttackKind::Classification => format!("PGD-{}{restarts} on the classifier", self.cfg.attack.steps),
         };
         match self.source_label() {
             Some(source) => format!("{own} transferred from {source}"),
@@ -85,7 +89,7 @@ impl<'a> Attack<'a> {
         towards_out: bool,
     ) -> Tensor<4> {
         let cfg = &self.cfg;
-        if cfg.eps == 0.0 || (cfg.steps == 0 && self.kind != AttackKind::Noise) {
+        if cfg.attack.eps == 0.0 || (cfg.attack.steps == 0 && self.kind != AttackKind::Noise) {
             return x.clone();
         }
         let (model, detector) = match &self.source {
@@ -100,7 +104,7 @@ impl<'a> Attack<'a> {
             AttackKind::Pgd => pgd(&on_score, x, cfg, |_, _| {}).adversarial,
             AttackKind::Apgd => apgd(&on_score, x, cfg, |_, _| {}).adversarial,
             AttackKind::Fgsm => fgsm(&on_score, x, cfg),
-            AttackKind::Noise => sign_noise(x, cfg.eps, cfg.seed),
+            AttackKind::Noise => sign_noise(x, cfg.attack.eps, cfg.attack.seed),
             AttackKind::Classification => {
                 let targets: Vec<usize> = if towards_out { labels.to_vec() } else { predictions(model, x.clone()) };
                 pgd(&|x: Tensor<4>| model.cross_entropy(x, &targets), x, cfg, |_, _| {}).adversarial
@@ -154,7 +158,14 @@ pub fn scores_under_attack(
         let labels = dataset::labels(set, chunk);
         s.clean.extend(to_vec(model.score(detector, x.clone())));
         let batch_attack = Attack {
-            cfg: PgdConfig { seed: attack.cfg.seed.wrapping_add((b as u32).wrapping_mul(7919)), ..attack.cfg.clone() },
+            cfg: PgdConfig {
+                attack: attack
+                    .cfg
+                    .attack
+                    .clone()
+                    .with_seed(attack.cfg.attack.seed.wrapping_add((b as u32).wrapping_mul(7919))),
+                ..attack.cfg.clone()
+            },
             ..attack.clone()
         };
         let adv = batch_attack.perturb(model, detector, &x, &labels, towards_out);
@@ -400,7 +411,7 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     let name = attack.name();
     let cached = data.cache.map(|c| (c, c.entry(model, detector, attack, data)));
     if let Some(hit) = cached.as_ref().and_then(|(c, path)| c.read(path)) {
-        let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, hit.in_scores, hit.out_scores);
+        let mut result = Evaluation::from_scores(detector, name, attack.cfg.attack.eps, hit.in_scores, hit.out_scores);
         result.seconds = hit.seconds;
         result.transferred_from = attack.source_label();
         eprintln!(
@@ -428,7 +439,7 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     if let Some((cache, path)) = &cached {
         cache.write(path, &CachedScores { in_scores: in_scores.clone(), out_scores: outs.clone(), seconds });
     }
-    let mut result = Evaluation::from_scores(detector, name, attack.cfg.eps, in_scores, outs);
+    let mut result = Evaluation::from_scores(detector, name, attack.cfg.attack.eps, in_scores, outs);
     result.seconds = seconds;
     result.transferred_from = attack.source_label();
     // A line per evaluation: what a log keeps when stderr is not a terminal (no bar).

@@ -6,18 +6,15 @@
 
 use burn::tensor::{Bool, Tensor};
 
+use atd_core::attack::AttackSpec;
+
 use crate::model::{tensor_from, to_vec};
 
+/// An attack as the Burn attacks run it: the shared budget and schedule plus the box the inputs
+/// live in and which point of the run each sample returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PgdConfig {
-    pub eps: f32,
-    pub steps: usize,
-    pub step_size: f32,
-    pub restarts: usize,
-    pub random_start: bool,
-    /// The random start's seed (restart r uses seed + r), the WGSL engine's seed type: both
-    /// draw the same noise from it (`atd_core::noise`).
-    pub seed: u32,
+    pub attack: AttackSpec,
     /// The box the inputs live in: [0, 1] for images; unbounded for features.
     pub bounds: (f32, f32),
     /// Return each sample's best point over every step (as the WGSL engine and the page do),
@@ -25,27 +22,28 @@ pub struct PgdConfig {
     pub best_of_steps: bool,
 }
 
+impl From<AttackSpec> for PgdConfig {
+    /// On images, returning the last iterate of each restart (the paper's PGD).
+    fn from(attack: AttackSpec) -> Self {
+        Self { attack, bounds: (0.0, 1.0), best_of_steps: false }
+    }
+}
+
 impl PgdConfig {
-    /// The paper's setting: step size 2.5 * eps / steps, one random start.
+    /// The paper's setting: step size 2.5 * eps / steps, one random start, seed 0.
     pub fn new(eps: f32, steps: usize) -> Self {
-        Self {
-            eps,
-            steps,
-            step_size: atd_core::attack::default_step_size(eps, steps),
-            restarts: 1,
-            random_start: true,
-            seed: 0,
-            bounds: (0.0, 1.0),
-            best_of_steps: false,
-        }
+        AttackSpec::new(eps, steps).into()
     }
 
     /// Every setting as text, for cache keys (f32 `Display` is the shortest exact form).
     pub fn key(&self) -> String {
-        let Self { eps, steps, step_size, restarts, random_start, seed, bounds, best_of_steps } = self;
+        let AttackSpec { eps, steps, restarts, random_start, seed, .. } = &self.attack;
+        let (bounds, best_of_steps) = (self.bounds, self.best_of_steps);
         format!(
-            "eps={eps} steps={steps} step={step_size} restarts={restarts} random_start={random_start} seed={seed} bounds={},{} best={best_of_steps}",
-            bounds.0, bounds.1
+            "eps={eps} steps={steps} step={} restarts={restarts} random_start={random_start} seed={seed} bounds={},{} best={best_of_steps}",
+            self.attack.step_size(),
+            bounds.0,
+            bounds.1
         )
     }
 }
@@ -86,7 +84,7 @@ fn plus_noise(x: &Tensor<4>, seed: u32, shape: impl Fn(f32) -> f32, bounds: (f32
 
 /// The uniform random start, identical to the WGSL engine's for this seed.
 fn random_start(x: &Tensor<4>, cfg: &PgdConfig, seed: u32) -> Tensor<4> {
-    plus_noise(x, seed, |u| u * cfg.eps, cfg.bounds)
+    plus_noise(x, seed, |u| u * cfg.attack.eps, cfg.bounds)
 }
 
 /// A `[B, 3, H, W]` mask that is `rows[b]` across all of sample b.
@@ -97,7 +95,7 @@ fn row_mask(rows: &[bool], dims: [usize; 4], device: &burn::tensor::Device) -> T
 
 /// Project `x_adv` onto the eps-ball around `x` and onto the input box (`cfg.bounds`).
 pub fn project(x_adv: Tensor<4>, x: &Tensor<4>, cfg: &PgdConfig) -> Tensor<4> {
-    x_adv.max_pair(x.clone() - cfg.eps).min_pair(x.clone() + cfg.eps).clamp(cfg.bounds.0, cfg.bounds.1)
+    x_adv.max_pair(x.clone() - cfg.attack.eps).min_pair(x.clone() + cfg.attack.eps).clamp(cfg.bounds.0, cfg.bounds.1)
 }
 
 pub struct PgdResult {
@@ -116,19 +114,19 @@ pub fn pgd(
 ) -> PgdResult {
     let x = x.clone().detach();
     let mut best: Option<(Tensor<4>, Tensor<1>)> = None;
-    for restart in 0..cfg.restarts.max(1) {
-        let mut x_adv = if cfg.random_start && cfg.eps > 0.0 {
+    for restart in 0..cfg.attack.restarts.max(1) {
+        let mut x_adv = if cfg.attack.random_start && cfg.attack.eps > 0.0 {
             random_start(&x, cfg, restart_seed(cfg, restart))
         } else {
             x.clone()
         };
-        for step in 0..cfg.steps {
+        for step in 0..cfg.attack.steps {
             let (value, g) = value_and_gradient(objective, &x_adv);
             if cfg.best_of_steps {
                 let value = tensor_from(value, [x_adv.dims()[0]], &x_adv.device());
                 best = Some(keep_better(best, x_adv.clone(), value));
             }
-            x_adv = project(x_adv + g.sign() * cfg.step_size, &x, cfg);
+            x_adv = project(x_adv + g.sign() * cfg.attack.step_size(), &x, cfg);
             on_step(restart, step);
         }
         let value = objective.value(x_adv.clone()).detach();
@@ -139,7 +137,7 @@ pub fn pgd(
 }
 
 fn restart_seed(cfg: &PgdConfig, restart: usize) -> u32 {
-    cfg.seed.wrapping_add(restart as u32)
+    cfg.attack.seed.wrapping_add(restart as u32)
 }
 
 /// The per-sample better of the best so far and a new candidate.
@@ -160,7 +158,7 @@ fn keep_better(best: Option<(Tensor<4>, Tensor<1>)>, x: Tensor<4>, value: Tensor
 /// intervals (by 3% of the steps, at least 6%); at a checkpoint a sample halves its step size
 /// and restarts from its best point when its objective rose in at most 75% of the steps since
 /// the last checkpoint, or when it did not improve and the step was not halved last time.
-/// Returns the best point of each sample (over `cfg.restarts` random starts); `cfg.step_size`
+/// Returns the best point of each sample (over `cfg.attack.restarts` random starts); the step size
 /// is not used.
 pub fn apgd(
     objective: &impl Objective,
@@ -171,12 +169,12 @@ pub fn apgd(
     let x = x.clone().detach();
     let (dims, device) = (x.dims(), x.device());
     let b = dims[0];
-    let n_iter = cfg.steps;
+    let n_iter = cfg.attack.steps;
     let (first_window, min_window, shrink) =
         ((n_iter * 22 / 100).max(1), (n_iter * 6 / 100).max(1), (n_iter * 3 / 100).max(1));
     let mut best: Option<(Tensor<4>, Tensor<1>)> = None;
-    for restart in 0..cfg.restarts.max(1) {
-        let mut x_cur = if cfg.random_start && cfg.eps > 0.0 {
+    for restart in 0..cfg.attack.restarts.max(1) {
+        let mut x_cur = if cfg.attack.random_start && cfg.attack.eps > 0.0 {
             random_start(&x, cfg, restart_seed(cfg, restart))
         } else {
             x.clone()
@@ -184,7 +182,7 @@ pub fn apgd(
         let (mut f_cur, mut g_cur) = value_and_gradient(objective, &x_cur);
         let mut x_prev = x_cur.clone();
         let (mut x_best, mut g_best, mut f_best) = (x_cur.clone(), g_cur.clone(), f_cur.clone());
-        let mut eta = vec![2.0 * cfg.eps; b];
+        let mut eta = vec![2.0 * cfg.attack.eps; b];
         let (mut window, mut since_check) = (first_window, 0);
         let mut rises = vec![0usize; b];
         let mut f_best_at_check = f_best.clone();
@@ -244,7 +242,7 @@ pub fn apgd(
 /// FGSM: one signed step of size eps from the clean image (no random start).
 pub fn fgsm(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig) -> Tensor<4> {
     let g = input_gradient(objective, x);
-    project(x.clone() + g.sign() * cfg.eps, x, cfg)
+    project(x.clone() + g.sign() * cfg.attack.eps, x, cfg)
 }
 
 /// Random corners of the eps-ball (each pixel moved by +eps or -eps, seeded), clamped to [0,1]:

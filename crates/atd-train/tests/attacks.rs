@@ -2,6 +2,7 @@
 
 mod common;
 
+use atd_core::attack::AttackSpec;
 use atd_core::card::{Activation, ExtractorSpec};
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::pgd::{PgdConfig, apgd, fgsm, input_gradient, pgd, sign_noise};
@@ -23,7 +24,7 @@ fn pgd_stays_inside_the_eps_ball_and_the_image_box() {
     for (d, eps, restarts) in
         [(Detector::Atd, 8.0 / 255.0, 1), (Detector::Msp, 16.0 / 255.0, 2), (Detector::Rmd, 0.5, 1)]
     {
-        let cfg = PgdConfig { restarts, seed: 3, ..PgdConfig::new(eps, 5) };
+        let cfg = PgdConfig::from(AttackSpec::new(eps, 5).with_restarts(restarts).with_seed(3));
         let objective = |x: Tensor<4>| model.score_logit(d, x).neg();
         let adv = to_vec(pgd(&objective, &x, &cfg, |_, _| {}).adversarial);
         let clean = to_vec(x.clone());
@@ -99,10 +100,9 @@ fn restarts_never_lose_to_a_single_run() {
     let model = random_model(full_card(ExtractorSpec::tiny(), 3), 4).valid();
     let x = random_images(8, 9, &device());
     let objective = |x: Tensor<4>| model.score_logit(Detector::Atd, x).neg();
-    let one =
-        to_vec(pgd(&objective, &x, &PgdConfig { seed: 1, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective);
+    let one = to_vec(pgd(&objective, &x, &AttackSpec::new(4.0 / 255.0, 3).with_seed(1).into(), |_, _| {}).objective);
     let three = to_vec(
-        pgd(&objective, &x, &PgdConfig { seed: 1, restarts: 3, ..PgdConfig::new(4.0 / 255.0, 3) }, |_, _| {}).objective,
+        pgd(&objective, &x, &AttackSpec::new(4.0 / 255.0, 3).with_seed(1).with_restarts(3).into(), |_, _| {}).objective,
     );
     assert!(one.iter().zip(&three).all(|(a, b)| b >= a), "{one:?} vs {three:?}");
 }
@@ -143,7 +143,7 @@ fn apgd_and_fgsm_reach_the_optimum_of_a_linear_objective() {
     let x = random_images(3, 6, &device());
     let eps = 8.0 / 255.0;
     let optimum = ball_corner(&to_vec(x.clone()), &w, eps);
-    let cfg = PgdConfig { seed: 2, restarts: 2, ..PgdConfig::new(eps, 12) };
+    let cfg = PgdConfig::from(AttackSpec::new(eps, 12).with_seed(2).with_restarts(2));
     let result = apgd(&objective, &x, &cfg, |_, _| {});
     let close = |a: &[f32]| a.iter().zip(&optimum).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(
@@ -165,7 +165,7 @@ fn apgd_stays_in_the_ball_and_beats_its_random_start() {
     let x = random_images(6, 14, &device());
     let eps = 8.0 / 255.0;
     let objective = |x: Tensor<4>| model.score_logit(Detector::Atd, x).neg();
-    let cfg = PgdConfig { seed: 4, ..PgdConfig::new(eps, 10) };
+    let cfg = PgdConfig::from(AttackSpec::new(eps, 10).with_seed(4));
     let result = apgd(&objective, &x, &cfg, |_, _| {});
     let (adv, clean) = (to_vec(result.adversarial), to_vec(x.clone()));
     let worst = adv.iter().zip(&clean).map(|(a, c)| (a - c).abs()).fold(0f32, f32::max);
@@ -174,7 +174,9 @@ fn apgd_stays_in_the_ball_and_beats_its_random_start() {
         "left the ball or the box: {worst}"
     );
     // No steps: the random start itself.
-    let start = to_vec(apgd(&objective, &x, &PgdConfig { steps: 0, ..cfg.clone() }, |_, _| {}).objective);
+    let start = to_vec(
+        apgd(&objective, &x, &PgdConfig::from(AttackSpec { steps: 0, ..cfg.attack.clone() }), |_, _| {}).objective,
+    );
     let end = to_vec(result.objective);
     assert!(end.iter().zip(&start).all(|(e, s)| e >= s), "{start:?} -> {end:?}");
     assert!(end.iter().zip(&start).any(|(e, s)| e > s), "APGD never improved on its start");

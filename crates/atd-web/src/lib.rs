@@ -3,7 +3,7 @@
 //! missing; images are decoded and reduced to the model's 32x32 input here, in the browser.
 
 use atd_core::attack::{self, Detector as DetectorKind, Direction};
-use atd_gpu::{AttackOptions, Engine};
+use atd_gpu::{AttackOptions, AttackSpec, Engine};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
@@ -148,11 +148,8 @@ impl Detector {
         // Report (and so honour a stop) after every step where a step is slow, on the CPU
         // engine and on software adapters; every 8 steps on a real GPU.
         let report_every = if self.engine.adapter().is_none_or(|a| a.software) { 1 } else { 8 };
-        let opts = AttackOptions {
-            seed: request.seed,
-            report_every,
-            ..AttackOptions::new(request.eps, request.steps, request.direction)
-        };
+        let attack = AttackSpec::new(request.eps, request.steps).with_seed(request.seed);
+        let opts = AttackOptions { report_every, ..AttackOptions::new(attack, request.direction) };
         let started = js_sys::Date::now();
         let mut steps_done = 0;
         let result = self

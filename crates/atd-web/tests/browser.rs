@@ -7,7 +7,7 @@
 use atd_core::card::Padding;
 use atd_gpu::gpu::Gpu;
 use atd_gpu::plan::{ConvGeometry, Kernel, Op};
-use atd_gpu::{AttackOptions, Detector, Direction, Engine};
+use atd_gpu::{AttackOptions, AttackSpec, Detector, Direction, Engine};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -56,7 +56,7 @@ async fn webgpu_engine_equals_the_cpu_reference_on_the_shipped_model() {
     assert!(cosine >= 0.9999, "gradient cosine {cosine}");
 
     let eps = 8.0 / 255.0;
-    let options = AttackOptions::new(eps, 5, Direction::Out);
+    let options = AttackOptions::new(AttackSpec::new(eps, 5), Direction::Out);
     let mut records = 0;
     let result = gpu
         .attack(&x, &options, |_, _| {

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use atd_core::attack::AttackSpec;
 use atd_core::card::{DiscriminatorSpec, GeneratorSpec};
 use atd_core::data::ImageSet;
 use burn::module::Module;
@@ -215,9 +216,8 @@ impl AtdTraining {
         let discriminator = model.net.discriminator.as_ref().expect("built with a discriminator");
         let objective = |x: Tensor<4>| discriminator.forward(x.reshape([n, f]));
         let cfg = PgdConfig {
-            seed: seed as u32,
             bounds: (f32::NEG_INFINITY, f32::INFINITY),
-            ..PgdConfig::new(radius, self.recipe.attack_steps)
+            ..AttackSpec::new(radius, self.recipe.attack_steps).with_seed(seed as u32).into()
         };
         let x = tensor_from(to_vec(features), [n, f, 1, 1], &self.device);
         pgd(&objective, &x, &cfg, |_, _| {}).adversarial.reshape([n, f])
@@ -271,8 +271,9 @@ impl Training for AtdTraining {
         let (x_in, x_out) = if r.no_attack {
             (x_in, x_out)
         } else {
-            let cfg = PgdConfig { seed: self.batch_seed(epoch, batch) as u32, ..PgdConfig::new(r.eps, r.attack_steps) };
-            let cfg_out = PgdConfig { seed: cfg.seed ^ 0xA5A5, ..cfg.clone() };
+            let cfg =
+                PgdConfig::from(AttackSpec::new(r.eps, r.attack_steps).with_seed(self.batch_seed(epoch, batch) as u32));
+            let cfg_out = PgdConfig::from(cfg.attack.clone().with_seed(cfg.attack.seed ^ 0xA5A5));
             (Self::attack(&attacker, &x_in, true, &cfg), Self::attack(&attacker, &x_out, false, &cfg_out))
         };
         let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
@@ -329,7 +330,7 @@ impl Training for AtdTraining {
             }
         }
         let k = self.recipe.val_attack_size;
-        let cfg = PgdConfig { seed: 11, ..PgdConfig::new(self.recipe.eps, 10) };
+        let cfg = PgdConfig::from(AttackSpec::new(self.recipe.eps, 10).with_seed(11));
         let robust_auroc = atd_core::metrics::auroc(
             &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((true, &cfg))),
             &self.scores(

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use atd_core::attack::AttackSpec;
 use atd_core::card::{BaselineSpec, ExtractorSpec, ModelCard, OpenMaxSpec};
 use atd_core::data::ImageSet;
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -155,14 +156,16 @@ pub struct ExtractorRecipe {
 
 impl ExtractorRecipe {
     fn attack_config(&self, seed: u64) -> PgdConfig {
-        let (steps, step) = match self.attack {
-            TrainAttack::Pgd => (
-                self.attack_steps,
-                self.attack_step_size.unwrap_or(atd_core::attack::default_step_size(self.eps, self.attack_steps)),
-            ),
-            TrainAttack::Fgsm => (1, self.attack_step_size.unwrap_or(1.25 * self.eps)),
+        let spec = match self.attack {
+            TrainAttack::Pgd => AttackSpec::new(self.eps, self.attack_steps),
+            // Random-start FGSM (Wong et al. 2020): one step of 1.25 eps.
+            TrainAttack::Fgsm => AttackSpec::new(self.eps, 1).with_step_size(1.25 * self.eps),
         };
-        PgdConfig { step_size: step, seed: seed as u32, ..PgdConfig::new(self.eps, steps) }
+        let spec = match self.attack_step_size {
+            Some(step) => spec.with_step_size(step),
+            None => spec,
+        };
+        spec.with_seed(seed as u32).into()
     }
 }
 
@@ -261,8 +264,8 @@ impl ExtractorTraining {
             let x = dataset::images(&self.train, chunk, None, &self.device);
             let y = dataset::labels(&self.train, chunk);
             let objective = |x: Tensor<4>| model.cross_entropy(x, &y);
-            let adv = pgd(&objective, &x, &PgdConfig { seed: 7, ..PgdConfig::new(self.recipe.eps, 10) }, |_, _| {})
-                .adversarial;
+            let adv =
+                pgd(&objective, &x, &AttackSpec::new(self.recipe.eps, 10).with_seed(7).into(), |_, _| {}).adversarial;
             robust_hits += accuracy(model.logits(adv), &y) * chunk.len() as f64;
         }
         (clean_hits / idx.len().max(1) as f64, robust_hits / attacked_idx.len().max(1) as f64)
@@ -369,7 +372,13 @@ impl Training for ExtractorTraining {
                 let x_out = x_out.expect("outliers loaded for the OE family");
                 let x_out = if r.method == Method::Aloe {
                     let objective = |xo: Tensor<4>| uniform_cross_entropy(attacker.logits(xo));
-                    pgd(&objective, &x_out, &PgdConfig { seed: cfg.seed ^ 1, ..cfg.clone() }, |_, _| {}).adversarial
+                    pgd(
+                        &objective,
+                        &x_out,
+                        &PgdConfig { attack: cfg.attack.clone().with_seed(cfg.attack.seed ^ 1), ..cfg.clone() },
+                        |_, _| {},
+                    )
+                    .adversarial
                 } else {
                     x_out
                 };
