@@ -5,7 +5,7 @@
 // the best point found), downloads the adversarial PNG and checks its L-infinity distance,
 // checks a bad upload shows an error, and repeats with WebGPU switched off (the CPU fallback).
 // The test's images are written and read back by Rust (no PNG codec here).
-// Then: the engine the page picks, Stop mid-attack on both engines, a new image during an
+// Then: the verdicts on the page's samples, the engine the page picks, Stop mid-attack on both engines, a new image during an
 // attack, fresh seeds per run, the keyboard and the accessible names, memory after a huge image,
 // the GPU device lost mid-attack.
 // Prints "N passed, M failed".
@@ -80,11 +80,13 @@ async function scoreOf(page, selector) {
   return Number(await page.getAttribute(selector, 'data-score'));
 }
 
-async function upload(page, path) {
+// Do `action` (an upload, a click on a sample) and wait for the ATD card's new score.
+async function rescored(page, action) {
   const previous = await page.getAttribute('#card-atd .score', 'data-score');
-  await page.setInputFiles('#file', path);
+  await action();
   await page.waitForFunction((prev) => { const s = document.querySelector('#card-atd .score').dataset.score; return s !== undefined && s !== prev; }, previous, { timeout: 60000 });
 }
+const upload = (page, path) => rescored(page, () => page.setInputFiles('#file', path));
 
 // Start an attack of `steps` steps and wait until the chart shows `points` points.
 async function startAttack(page, steps, points = 1) {
@@ -172,6 +174,30 @@ await check('without WebGPU: the CPU fallback scores and attacks', async () => {
     assert(state === 'cpu', `status ${state}: ${await page.textContent('#status')}\n${logs.join('\n')}`);
     assert(/WebGPU/.test(await page.textContent('#status')), 'no message about missing WebGPU');
     summary.cpu = await attackFlow(page, 3, 'cpu');
+  } finally { await browser.close(); }
+});
+
+await check('the samples: ATD calls the drawn ones OUT and at least 8 of the 10 CIFAR-10 test images IN', async () => {
+  const { browser, page } = await openPage(false);
+  try {
+    const drawn = ['noise', 'shapes', 'gradient', 'stripes'];
+    // The CIFAR-10 samples exist when the build found the data pack; they load after the page.
+    const cifar = existsSync(join(web, 'samples', 'cifar', 'index.json'));
+    if (cifar) await page.waitForFunction((n) => document.querySelectorAll('[data-sample]').length > n, drawn.length, { timeout: 30000 });
+    const names = await page.$$eval('[data-sample]', (buttons) => buttons.map((b) => b.dataset.sample));
+    const verdicts = {};
+    for (const name of names) {
+      await rescored(page, () => page.click(`[data-sample="${name}"]`));
+      verdicts[name] = await page.$eval('#card-atd .score', (e) => (e.querySelector('.verdict-out') ? 'out' : e.querySelector('.verdict-in') ? 'in' : 'none'));
+    }
+    summary.samples = verdicts;
+    const missed = drawn.filter((n) => verdicts[n] !== 'out');
+    assert(missed.length === 0, `drawn samples not called OUT: ${missed.join(', ')} (${JSON.stringify(verdicts)})`);
+    if (cifar) {
+      const photos = names.filter((n) => !drawn.includes(n));
+      const inCount = photos.filter((n) => verdicts[n] === 'in').length;
+      assert(photos.length === 10 && inCount >= 8, `${inCount} of ${photos.length} CIFAR-10 samples IN: ${JSON.stringify(verdicts)}`);
+    }
   } finally { await browser.close(); }
 });
 

@@ -163,3 +163,28 @@ fn digest_prints_the_content_digest_of_each_file() {
     let (ok, _, err) = atd(&["digest", dir.join("missing.safetensors").to_str().unwrap()]);
     assert!(!ok && err.contains("missing.safetensors"), "{err}");
 }
+
+/// The held-out check set (`tests/check-images`, made by `pkg-scripts/make-check-images.sh`):
+/// text, digits, drawings, textures, microscope and sky images, far from CIFAR-10 and from every
+/// training outlier. The shipped ATD must call most of them OUT; README gives the count.
+#[test]
+fn the_shipped_atd_scores_most_check_images_out() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut images: Vec<String> = std::fs::read_dir(root.join("tests/check-images"))
+        .unwrap()
+        .map(|e| e.unwrap().path().to_str().unwrap().to_string())
+        .filter(|p| p.ends_with(".png"))
+        .collect();
+    images.sort();
+    assert!(images.len() >= 30, "the check set has {} images", images.len());
+    let weights = root.join("web/models/atd.safetensors");
+    let mut args = vec!["score", weights.to_str().unwrap()];
+    args.extend(images.iter().map(String::as_str));
+    let (ok, out, err) = atd(&args);
+    assert!(ok, "{err}");
+    // After the header, one line per image: its path, then the ATD score and its verdict.
+    let verdicts: Vec<&str> = out.lines().skip(1).filter_map(|l| l.split('\t').nth(1)).collect();
+    assert_eq!(verdicts.len(), images.len(), "{out}");
+    let out_count = verdicts.iter().filter(|v| v.ends_with("(OUT)")).count();
+    assert!(out_count * 4 >= images.len() * 3, "only {out_count} of {} check images scored OUT:\n{out}", images.len());
+}
