@@ -51,8 +51,9 @@ pub struct ReportOptions {
     pub seed: u32,
     /// Finished evaluations are kept here, so that rerunning an interrupted report resumes it.
     /// Entries are keyed by the weight files, the images and the attack settings; delete the
-    /// folder to recompute everything.
-    #[arg(long, default_value = "runs/report-cache")]
+    /// folder to recompute everything. The default lies under `checkpoints/`, committed like a
+    /// training run, so a report interrupted on one machine resumes on another.
+    #[arg(long, default_value = "checkpoints/report-cache")]
     pub cache_dir: PathBuf,
 }
 
