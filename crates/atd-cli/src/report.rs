@@ -111,26 +111,10 @@ fn auroc_cells(e: &Evaluation) -> String {
     Setting::ALL.iter().map(|&s| format!(" {:.3} |", e.auroc(s))).collect()
 }
 
-/// A digest of what the report's numbers depend on besides the attack settings: both weight
-/// files and every image (the key of its evaluation cache).
-fn inputs_digest(opts: &ReportOptions, data: &EvalData) -> anyhow::Result<String> {
-    let mut digest = atd_core::digest::Digest::new();
-    for path in [&opts.atd, &opts.standard] {
-        let bytes =
-            atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
-        digest = digest
-            .part(atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?);
-    }
-    for set in std::iter::once(data.in_set).chain(data.out_sets.iter().map(|(_, s)| s)) {
-        digest = digest.part(&set.pixels).part(set.labels.iter().flat_map(|l| l.to_le_bytes()).collect::<Vec<u8>>());
-    }
-    Ok(digest.hex())
-}
-
 pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Result<()> {
     figures::init_font()?;
     let started = Instant::now();
-    let cache = EvalCache::new(opts.cache_dir.clone(), inputs_digest(opts, data)?);
+    let cache = EvalCache::new(opts.cache_dir.clone());
     let data = &EvalData { in_set: data.in_set, out_sets: data.out_sets, cache: Some(&cache) };
     let figures_dir = opts.page.parent().unwrap_or(Path::new(".")).join("figures");
     std::fs::create_dir_all(&figures_dir).with_context(|| format!("creating {}", figures_dir.display()))?;

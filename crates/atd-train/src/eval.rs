@@ -338,12 +338,13 @@ pub struct EvalData<'a> {
 }
 
 /// Finished evaluations on disk, so that a long run (`atd report`: hours on a CPU) killed
-/// half-way resumes where it stopped. An entry's file name is a hash of everything that
-/// determines its scores: `inputs` (the caller's digest of the weight files and the images), the
-/// model's card, the detector, the attack and its settings, and the set names and sizes.
+/// half-way resumes where it stopped. An entry's file name is a content address of everything
+/// that determines its scores: the evaluated model's canonical weights, the model that crafts
+/// the attack when it is another one, the detector, the attack and its settings, and every image
+/// and label with its set's name. So entries stay valid when other models of the same report
+/// change, and a changed model or image is recomputed.
 pub struct EvalCache {
     pub dir: PathBuf,
-    pub inputs: String,
     /// Evaluations read back in this run, and the seconds they took when they were computed.
     pub hits: Cell<usize>,
     pub hit_seconds: Cell<f64>,
@@ -357,24 +358,26 @@ struct CachedScores {
 }
 
 impl EvalCache {
-    pub fn new(dir: PathBuf, inputs: String) -> Self {
-        Self { dir, inputs, hits: Cell::new(0), hit_seconds: Cell::new(0.0) }
+    pub fn new(dir: PathBuf) -> Self {
+        Self { dir, hits: Cell::new(0), hit_seconds: Cell::new(0.0) }
     }
 
-    /// A content address: what the report read (weights and images), this model's card, the
-    /// detector, and every setting of the attack.
-    fn entry(&self, model: &Model, detector: Detector, attack: &Attack, data: &EvalData) -> PathBuf {
+    fn entry(&self, model: &Model, detector: Detector, attack: &Attack, data: &EvalData) -> anyhow::Result<PathBuf> {
         let mut digest = atd_core::digest::Digest::new()
-            .part(&self.inputs)
-            .part(serde_json::to_string(&model.card).unwrap_or_default())
+            .part(model.to_bytes()?)
             .part(detector.name())
             .part(attack.name())
-            .part(attack.cfg.key())
-            .part(data.in_set.len().to_le_bytes());
-        for (name, set) in data.out_sets {
-            digest = digest.part(name).part(set.len().to_le_bytes());
+            .part(attack.cfg.key());
+        if let Some((source, source_detector, _)) = &attack.source {
+            digest = digest.part(source.to_bytes()?).part(source_detector.name());
         }
-        self.dir.join(format!("{}.json", &digest.hex()[..32]))
+        for (name, set) in
+            std::iter::once(("in", data.in_set)).chain(data.out_sets.iter().map(|(n, s)| (n.as_str(), s)))
+        {
+            let labels: Vec<u8> = set.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+            digest = digest.part(name).part(&set.pixels).part(labels);
+        }
+        Ok(self.dir.join(format!("{}.json", &digest.hex()[..32])))
     }
 
     /// The cached scores, if the entry exists and reads back; a damaged entry is recomputed.
@@ -409,7 +412,13 @@ impl EvalData<'_> {
 /// Evaluate `detector` of `model` (in eval mode) under one attack.
 pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Attack, device: &Device) -> Evaluation {
     let name = attack.name();
-    let cached = data.cache.map(|c| (c, c.entry(model, detector, attack, data)));
+    let cached = data.cache.and_then(|c| match c.entry(model, detector, attack, data) {
+        Ok(path) => Some((c, path)),
+        Err(e) => {
+            eprintln!("warning: not caching this evaluation: {e:#}");
+            None
+        }
+    });
     if let Some(hit) = cached.as_ref().and_then(|(c, path)| c.read(path)) {
         let mut result = Evaluation::from_scores(detector, name, attack.cfg.attack.eps, hit.in_scores, hit.out_scores);
         result.seconds = hit.seconds;
