@@ -45,4 +45,9 @@ stage atd atd.safetensors atd --extractor "$RUNS/robust/extractor.safetensors" -
 # 3. The non-robust baseline of the page: standard training to convergence.
 stage standard extractor.safetensors extractor --method standard --arch small --epochs 30 --lr 0.1
 
-echo "trained: $RUNS/{robust,atd,standard}; compare with atd report before copying into web/models/"
+# 4. The paper's recipe beside it (Food-101 as the only outliers; everything else as in stage 2,
+#    selection included), for `atd report --paper-recipe`: what the synthetic outliers add.
+stage atd-paper atd.safetensors atd --extractor "$RUNS/robust/extractor.safetensors" --generator frozen \
+  --lr 2e-4 --epochs 10 --attack-steps 2 --synthetic-outliers 0 --val-synthetic 600
+
+echo "trained: $RUNS/{robust,atd,standard,atd-paper}; compare with atd report before copying into web/models/"

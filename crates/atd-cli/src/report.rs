@@ -26,6 +26,10 @@ pub struct ReportOptions {
     /// The standard (non-robust) extractor.
     #[arg(long, default_value = "web/models/standard.safetensors")]
     pub standard: PathBuf,
+    /// Also an ATD trained by the paper's recipe (Food-101 as its only outliers), reported beside
+    /// `--atd` under the same attacks (`train-default.sh` trains one into checkpoints/atd-paper/).
+    #[arg(long)]
+    pub paper_recipe: Option<PathBuf>,
     /// The markdown page; figures go to `figures/` beside it, the numbers to `results.json`.
     #[arg(long, default_value = "docs/results.md")]
     pub page: PathBuf,
@@ -56,6 +60,9 @@ pub struct ReportOptions {
     #[arg(long, default_value = "checkpoints/report-cache")]
     pub cache_dir: PathBuf,
 }
+
+/// The row name of the ATD trained by the paper's recipe.
+const PAPER_RECIPE: &str = "ATD, paper recipe";
 
 /// The paper's CIFAR-10 Table 1 AUROC (Clean, In, Out, In-and-Out), where it has the row.
 fn paper_row(model: &str, detector: Detector) -> Option<[f64; 4]> {
@@ -120,20 +127,22 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     std::fs::create_dir_all(&figures_dir).with_context(|| format!("creating {}", figures_dir.display()))?;
     let atd = Model::load(&opts.atd, device)?.valid();
     let standard = Model::load(&opts.standard, device)?.valid();
-    anyhow::ensure!(atd.detectors().contains(&Detector::Atd), "{} has no ATD discriminator", opts.atd.display());
+    let paper_recipe = opts.paper_recipe.as_ref().map(|p| Model::load(p, device).map(|m| m.valid())).transpose()?;
+    for (path, model) in std::iter::once((&opts.atd, &atd)).chain(opts.paper_recipe.iter().zip(&paper_recipe)) {
+        anyhow::ensure!(model.detectors().contains(&Detector::Atd), "{} has no ATD discriminator", path.display());
+    }
     let cfg = |steps: usize| {
         PgdConfig::from(AttackSpec::new(opts.eps, steps).with_restarts(opts.restarts).with_seed(opts.seed))
     };
 
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
-    let atd_runs = evaluate_all(
-        &atd,
-        Detector::Atd,
-        data,
-        &[Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))],
-        device,
-    );
+    let atd_attacks = [Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))];
+    let atd_runs = evaluate_all(&atd, Detector::Atd, data, &atd_attacks, device);
     let mut rows: Vec<Row> = atd_runs.iter().map(|e| Row { model: "ATD", eval: e.clone() }).collect();
+    let paper_recipe_runs = paper_recipe.as_ref().map(|m| evaluate_all(m, Detector::Atd, data, &atd_attacks, device));
+    for e in paper_recipe_runs.iter().flatten() {
+        rows.push(Row { model: PAPER_RECIPE, eval: e.clone() });
+    }
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
     for (name, model) in [("HAT", &atd), ("standard", &standard)] {
         for detector in [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax] {
@@ -242,7 +251,8 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
 
     let run_time =
         RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
-    let page = markdown(opts, data, &rows, &transfers, &classification, &atd_runs, &checks, &sweep, &run_time);
+    let atd_tables = Tables { atd: &atd_runs, paper_recipe: paper_recipe_runs.as_deref() };
+    let page = markdown(opts, data, &rows, &transfers, &classification, &atd_tables, &checks, &sweep, &run_time);
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;
     let numbers = json!({
         "table1": rows.iter().map(|r| json!({"model": r.model, "evaluation": r.eval})).collect::<Vec<_>>(),
@@ -266,6 +276,12 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     Ok(())
 }
 
+/// The ATD evaluations that get a per-OOD-set table: the shipped one's, and the paper recipe's.
+struct Tables<'a> {
+    atd: &'a [Evaluation],
+    paper_recipe: Option<&'a [Evaluation]>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn markdown(
     opts: &ReportOptions,
@@ -273,7 +289,7 @@ fn markdown(
     rows: &[Row],
     transfers: &[Evaluation],
     classification: &Evaluation,
-    atd_runs: &[Evaluation],
+    atd_tables: &Tables,
     checks: &[check::Check],
     sweep: &[(String, Vec<(f64, f64)>)],
     run_time: &RunTime,
@@ -297,7 +313,7 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "- **Command:** `atd report --steps {} --baseline-steps {} --restarts {} --sweep-limit {} --sweep-out-limit {} --sweep-steps {} --limit {} --out-limit {}`",
+        "- **Command:** `atd report --steps {} --baseline-steps {} --restarts {} --sweep-limit {} --sweep-out-limit {} --sweep-steps {} --limit {} --out-limit {}{}`",
         opts.steps,
         opts.baseline_steps,
         opts.restarts,
@@ -305,7 +321,8 @@ fn markdown(
         opts.sweep_out_limit,
         opts.sweep_steps,
         data.in_set.len(),
-        data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0)
+        data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0),
+        opts.paper_recipe.as_ref().map(|p| format!(" --paper-recipe {}", p.display())).unwrap_or_default()
     );
     let _ = writeln!(
         s,
@@ -313,6 +330,13 @@ fn markdown(
         file_line(&opts.atd),
         file_line(&opts.standard)
     );
+    if let Some(path) = &opts.paper_recipe {
+        let _ = writeln!(
+            s,
+            "- **{PAPER_RECIPE}:** {}: the same extractor and ATD training with Food-101 as its only outliers (the paper's recipe; the ATD above adds synthetic outliers).",
+            file_line(path)
+        );
+    }
     let _ = writeln!(
         s,
         "- **Data:** in-distribution: the first {} images of the CIFAR-10 test set; OOD: the first images of {}.",
@@ -359,8 +383,11 @@ fn markdown(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let worst = atd_runs.last().expect("ATD was evaluated");
+    let worst = atd_tables.atd.last().expect("ATD was evaluated");
     let _ = writeln!(s, "### ATD per OOD set ({})\n\n{}", worst.attack, worst.markdown());
+    if let Some(last) = atd_tables.paper_recipe.and_then(|runs| runs.last()) {
+        let _ = writeln!(s, "### {PAPER_RECIPE}, per OOD set ({})\n\n{}", last.attack, last.markdown());
+    }
 
     let _ = writeln!(s, "## Table 2: FGSM transferred from other detectors to ATD (AUROC)\n");
     let _ = writeln!(s, "| source | In | Out | In-and-Out |\n|---|---|---|---|");
@@ -388,7 +415,7 @@ fn markdown(
     );
 
     let _ = writeln!(s, "## Table 4: attacking the classifier vs attacking the detector (ATD model)\n");
-    let detection = &atd_runs[0];
+    let detection = &atd_tables.atd[0];
     let acc = |e: &Evaluation| e.accuracy_attacked.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into());
     let _ = writeln!(
         s,
