@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use atd_core::attack::Direction;
 use atd_train::model::{tensor_from, to_vec};
 use atd_train::rng::Rng;
 use atd_train::train::atd::AtdTraining;
@@ -44,9 +45,11 @@ fn main() -> anyhow::Result<()> {
     let idx: Vec<usize> = (0..n).collect();
     let cfg = PgdConfig::new(8.0 / 255.0, steps);
     println!("PGD-{steps} at 8/255 on the ATD logit, {n} images each");
-    for (name, file, push_down) in [("CIFAR-10", "cifar10-train.zip", true), ("Food-101", "food101-32.bin", false)] {
+    for (name, file, direction) in
+        [("CIFAR-10", "cifar10-train.zip", Direction::Out), ("Food-101", "food101-32.bin", Direction::In)]
+    {
         let x = dataset::images(&dataset::load_set(&data, file)?, &idx, None, &device);
-        let adversarial = AtdTraining::attack(&model, &x, push_down, &cfg);
+        let adversarial = AtdTraining::attack(&model, &x, direction, &cfg);
         let (clean, attacked) = (to_vec(model.features(x)), to_vec(model.features(adversarial)));
         describe(name, &clean, f);
         let shift: Vec<f32> = clean.iter().zip(&attacked).map(|(a, b)| b - a).collect();

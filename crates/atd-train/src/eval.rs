@@ -7,7 +7,7 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use atd_core::attack::Setting;
+use atd_core::attack::{Direction, Setting};
 use atd_core::data::ImageSet;
 use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
@@ -78,15 +78,15 @@ impl<'a> Attack<'a> {
         self.source.as_ref().map(|(_, d, name)| format!("{name} ({})", d.name()))
     }
 
-    /// Perturb `x` against `target`'s detector (or the source's): in-distribution images
-    /// (`towards_out`) to lower the score, OOD images to raise it.
+    /// Perturb `x` against `target`'s detector (or the source's), pushing its score `direction`:
+    /// in-distribution images out, OOD images in.
     pub fn perturb(
         &self,
         target: &Model,
         detector: Detector,
         x: &Tensor<4>,
         labels: &[usize],
-        towards_out: bool,
+        direction: Direction,
     ) -> Tensor<4> {
         let cfg = &self.cfg;
         if cfg.attack.eps == 0.0 || (cfg.attack.steps == 0 && self.kind != AttackKind::Noise) {
@@ -96,17 +96,18 @@ impl<'a> Attack<'a> {
             Some((m, d, _)) => (*m, *d),
             None => (target, detector),
         };
-        let on_score = |x: Tensor<4>| {
-            let z = model.score_logit(detector, x);
-            if towards_out { z.neg() } else { z }
-        };
+        let on_score = |x: Tensor<4>| model.score_logit(detector, x) * direction.sign();
         match self.kind {
             AttackKind::Pgd => pgd(&on_score, x, cfg, |_, _| {}).adversarial,
             AttackKind::Apgd => apgd(&on_score, x, cfg, |_, _| {}).adversarial,
             AttackKind::Fgsm => fgsm(&on_score, x, cfg),
             AttackKind::Noise => sign_noise(x, cfg.attack.eps, cfg.attack.seed),
             AttackKind::Classification => {
-                let targets: Vec<usize> = if towards_out { labels.to_vec() } else { predictions(model, x.clone()) };
+                // Away from the true class (in-distribution) or from the predicted one (OOD).
+                let targets: Vec<usize> = match direction {
+                    Direction::Out => labels.to_vec(),
+                    Direction::In => predictions(model, x.clone()),
+                };
                 pgd(&|x: Tensor<4>| model.cross_entropy(x, &targets), x, cfg, |_, _| {}).adversarial
             }
         }
@@ -145,13 +146,13 @@ pub fn scores_under_attack(
     model: &Model,
     detector: Detector,
     set: &ImageSet,
-    towards_out: bool,
+    direction: Direction,
     attack: &Attack,
     device: &Device,
     bar: &indicatif::ProgressBar,
 ) -> SetScores {
     let idx: Vec<usize> = (0..set.len()).collect();
-    let with_accuracy = towards_out && model.card.classifier.is_some();
+    let with_accuracy = direction == Direction::Out && model.card.classifier.is_some();
     let mut s = SetScores::default();
     for (b, chunk) in dataset::batches(&idx, 128).enumerate() {
         let x = dataset::images(set, chunk, None, device);
@@ -168,7 +169,7 @@ pub fn scores_under_attack(
             },
             ..attack.clone()
         };
-        let adv = batch_attack.perturb(model, detector, &x, &labels, towards_out);
+        let adv = batch_attack.perturb(model, detector, &x, &labels, direction);
         s.attacked.extend(to_vec(model.score(detector, adv.clone())));
         if with_accuracy {
             s.correct_clean.extend(predictions(model, x).iter().zip(&labels).map(|(p, y)| p == y));
@@ -434,13 +435,13 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     }
     let started = std::time::Instant::now();
     let bar = crate::progress::bar(data.images() as u64, &format!("{} under {name}", detector.name()));
-    let in_scores = scores_under_attack(model, detector, data.in_set, true, attack, device, &bar);
+    let in_scores = scores_under_attack(model, detector, data.in_set, Direction::Out, attack, device, &bar);
     let outs: Vec<SetScores> = data
         .out_sets
         .iter()
         .map(|(set_name, set)| SetScores {
             name: set_name.clone(),
-            ..scores_under_attack(model, detector, set, false, attack, device, &bar)
+            ..scores_under_attack(model, detector, set, Direction::In, attack, device, &bar)
         })
         .collect();
     bar.finish_and_clear();

@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use atd_core::attack::Direction;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -87,16 +88,15 @@ fn points(p: &[[f32; 2]], device: &Device) -> Tensor<2> {
     tensor_from(p.iter().flatten().copied().collect(), [p.len(), 2], device)
 }
 
-/// L-inf PGD in the plane (10 steps of 2.5 eps / 10); `push_down` lowers the logit.
-fn attack(d: &ToyDiscriminator, x: Tensor<2>, push_down: bool, rng: &mut Rng) -> Tensor<2> {
+/// L-inf PGD in the plane (10 steps of 2.5 eps / 10), pushing the logit `direction`.
+fn attack(d: &ToyDiscriminator, x: Tensor<2>, direction: Direction, rng: &mut Rng) -> Tensor<2> {
     let device = x.device();
     let dims = x.dims();
     let noise: Vec<f32> = (0..dims[0] * 2).map(|_| (2.0 * rng.uniform() - 1.0) * EPS).collect();
     let mut adv = x.clone() + tensor_from(noise, dims, &device);
     for _ in 0..10 {
         let leaf = adv.clone().detach().autodiff().require_grad();
-        let z = d.forward(leaf.clone());
-        let objective = if push_down { z.neg() } else { z };
+        let objective = d.forward(leaf.clone()) * direction.sign();
         let g = leaf.grad(&objective.sum().backward()).expect("depends on the input").detach();
         adv = (adv + g.sign() * (2.5 * EPS / 10.0)).max_pair(x.clone() - EPS).min_pair(x.clone() + EPS);
     }
@@ -117,9 +117,10 @@ pub fn train(data: &ToyData, setting: Setting, epochs: usize, seed: u64) -> ToyD
             (0..200).map(|_| [EXTENT * (2.0 * rng.uniform() - 1.0), EXTENT * (2.0 * rng.uniform() - 1.0)]).collect();
         let generated = points(&generated, &plain);
         let judge = d.valid();
-        let closed = if setting.closed { attack(&judge, closed.clone(), true, &mut rng) } else { closed.clone() };
-        let open = if setting.open { attack(&judge, open.clone(), false, &mut rng) } else { open.clone() };
-        let generated = if setting.generated { attack(&judge, generated, false, &mut rng) } else { generated };
+        let closed =
+            if setting.closed { attack(&judge, closed.clone(), Direction::Out, &mut rng) } else { closed.clone() };
+        let open = if setting.open { attack(&judge, open.clone(), Direction::In, &mut rng) } else { open.clone() };
+        let generated = if setting.generated { attack(&judge, generated, Direction::In, &mut rng) } else { generated };
         let loss = softplus(d.forward(closed.autodiff()).neg(), 1.0).mean()
             + softplus(d.forward(open.autodiff()), 1.0).mean() * ALPHA
             + softplus(d.forward(generated.autodiff()), 1.0).mean() * (1.0 - ALPHA);

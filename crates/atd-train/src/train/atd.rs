@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use atd_core::attack::AttackSpec;
+use atd_core::attack::{AttackSpec, Direction};
 use atd_core::card::{DiscriminatorSpec, GeneratorSpec};
 use atd_core::data::ImageSet;
 use burn::module::Module;
@@ -200,13 +200,10 @@ impl AtdTraining {
         tensor_from((0..n * dim).map(|_| rng.normal()).collect(), [n, dim], &self.device.clone().autodiff())
     }
 
-    /// PGD on the ATD score of `x`: down for in-distribution images, up for outliers (the
-    /// training attack).
-    pub fn attack(model: &Model, x: &Tensor<4>, push_down: bool, cfg: &PgdConfig) -> Tensor<4> {
-        let objective = |x: Tensor<4>| {
-            let z = model.score_logit(Detector::Atd, x);
-            if push_down { z.neg() } else { z }
-        };
+    /// PGD on the ATD score of `x`, pushed `direction` (the training attack: in-distribution
+    /// images out, outliers in).
+    pub fn attack(model: &Model, x: &Tensor<4>, direction: Direction, cfg: &PgdConfig) -> Tensor<4> {
+        let objective = |x: Tensor<4>| model.score_logit(Detector::Atd, x) * direction.sign();
         pgd(&objective, x, cfg, |_, _| {}).adversarial
     }
 
@@ -223,12 +220,18 @@ impl AtdTraining {
         pgd(&objective, &x, &cfg, |_, _| {}).adversarial.reshape([n, f])
     }
 
-    fn scores(&self, model: &Model, set: &ImageSet, idx: &[usize], attack: Option<(bool, &PgdConfig)>) -> Vec<f32> {
+    fn scores(
+        &self,
+        model: &Model,
+        set: &ImageSet,
+        idx: &[usize],
+        attack: Option<(Direction, &PgdConfig)>,
+    ) -> Vec<f32> {
         let mut scores = Vec::with_capacity(idx.len());
         for chunk in dataset::batches(idx, 256) {
             let mut x = dataset::images(set, chunk, None, &self.device);
-            if let Some((push_down, cfg)) = attack {
-                x = Self::attack(model, &x, push_down, cfg);
+            if let Some((direction, cfg)) = attack {
+                x = Self::attack(model, &x, direction, cfg);
             }
             scores.extend(to_vec(model.score(Detector::Atd, x)));
         }
@@ -274,7 +277,10 @@ impl Training for AtdTraining {
             let cfg =
                 PgdConfig::from(AttackSpec::new(r.eps, r.attack_steps).with_seed(self.batch_seed(epoch, batch) as u32));
             let cfg_out = PgdConfig::from(cfg.attack.clone().with_seed(cfg.attack.seed ^ 0xA5A5));
-            (Self::attack(&attacker, &x_in, true, &cfg), Self::attack(&attacker, &x_out, false, &cfg_out))
+            (
+                Self::attack(&attacker, &x_in, Direction::Out, &cfg),
+                Self::attack(&attacker, &x_out, Direction::In, &cfg_out),
+            )
         };
         let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
         let (f_in, f_out) = (feats.clone().narrow(0, 0, n), feats.narrow(0, n, n));
@@ -332,12 +338,12 @@ impl Training for AtdTraining {
         let k = self.recipe.val_attack_size;
         let cfg = PgdConfig::from(AttackSpec::new(self.recipe.eps, 10).with_seed(11));
         let robust_auroc = atd_core::metrics::auroc(
-            &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((true, &cfg))),
+            &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((Direction::Out, &cfg))),
             &self.scores(
                 &model,
                 &self.outliers,
                 &self.val_ood_idx[..k.min(self.val_ood_idx.len())],
-                Some((false, &cfg)),
+                Some((Direction::In, &cfg)),
             ),
         );
         m.insert("val_auroc".into(), json!(clean.auroc));
