@@ -119,12 +119,16 @@ async function attackFlow(page, steps, label) {
   assert(points === 2 * (steps + 1), `chart has ${points} points, expected ${2 * (steps + 1)}`);
   const after = { atd: await scoreOf(page, '#result-atd .summary'), baseline: await scoreOf(page, '#result-baseline .summary') };
   const sign = direction === 'out' ? -1 : 1;
-  // The result is the best point of the attack, not its last step: the reported score (of the
-  // image quantised to 8 bits) is within rounding of the best score on the chart.
+  // The result is the best point of the attack, not its last step. The reported score is that
+  // of the image quantised to 8 bits, which moves a sharp model's score (the standard baseline's)
+  // by a few hundredths: it must be within 0.1 of the best score on the chart, and nearer to it
+  // than to the last step's.
   const series = await seriesOf(page);
   for (const k of ['atd', 'baseline']) {
     const best = sign > 0 ? Math.max(...series[k]) : Math.min(...series[k]);
-    assert(Math.abs(after[k] - best) <= 0.02, `${label}: ${k} reports ${after[k]}, the best point on the chart was ${best} (${series[k].join(', ')})`);
+    const last = series[k][series[k].length - 1];
+    const fromBest = Math.abs(after[k] - best);
+    assert(fromBest <= 0.1 && fromBest <= Math.abs(after[k] - last), `${label}: ${k} reports ${after[k]}, the best point on the chart was ${best}, the last ${last} (${series[k].join(', ')})`);
   }
   // Both moved the requested way (ATD may barely move: it is the robust one); the baseline moved.
   for (const k of ['atd', 'baseline']) assert(sign * (after[k] - before[k]) >= -1e-3, `${label}: ${k} moved the wrong way: ${before[k]} -> ${after[k]} (${direction})`);
