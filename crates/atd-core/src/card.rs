@@ -418,17 +418,35 @@ mod tests {
     }
 
     /// Found by the `engine_plan` fuzz target: an input mean of 2e96 parsed as an infinite f32,
-    /// passed the checks, and made a card that serialises to `null` and cannot be read back.
+    /// passed the checks, and made a card that serialises to `null` and cannot be read back. The
+    /// exact float parser now refuses such a number itself; the checks still refuse non-finite
+    /// numbers in a card built in code.
     #[test]
     fn cards_with_non_finite_numbers_are_refused() {
         let text = ModelCard::classifier(ExtractorSpec::tiny()).to_json().replace("0.4465", "2e96");
         let err = ModelCard::from_json(&text).unwrap_err();
-        assert!(err.contains("input_mean must be finite"), "{err}");
+        assert!(err.contains("number out of range"), "{err}");
         let mut card = ModelCard::classifier(ExtractorSpec::tiny());
+        card.extractor.input_mean[2] = f32::INFINITY;
+        assert!(card.check().unwrap_err().contains("input_mean must be finite"));
+        card.extractor.input_mean[2] = 0.4465;
         card.extractor.bn_epsilon = 0.0;
         assert!(card.check().unwrap_err().contains("bn_epsilon"));
         card.extractor.bn_epsilon = 1e-5;
         card.discriminator = Some(DiscriminatorSpec { widths: vec![4], slope: f32::INFINITY });
         assert!(card.check().unwrap_err().contains("slope"));
+    }
+
+    /// Found by the `weights` fuzz target: serde_json's fast float parser read "1e-25" as
+    /// 9.999999999999999e-26, so a card changed when written and read back (the workspace now
+    /// enables its exact `float_roundtrip` parsing).
+    #[test]
+    fn every_number_of_a_card_survives_a_write_and_a_read() {
+        let mut card = ModelCard::classifier(ExtractorSpec { bn_epsilon: 1e-25, ..ExtractorSpec::tiny() });
+        card.thresholds.insert("msp".into(), 0.123_456_79);
+        card.metrics = serde_json::json!({ "tiny": 1e-300, "long": 217.87612357262785, "big": 1.7976931348623157e308 });
+        let again = ModelCard::from_json(&card.to_json()).unwrap();
+        assert_eq!(again, card);
+        assert_eq!(ModelCard::from_json(&again.to_json()).unwrap().to_json(), card.to_json());
     }
 }
