@@ -64,16 +64,34 @@ pub struct ReportOptions {
 /// The row name of the ATD trained by the paper's recipe.
 const PAPER_RECIPE: &str = "ATD, paper recipe";
 
+/// What a row of Table 1 is, for the paper's row beside it.
+#[derive(Clone, Copy, PartialEq)]
+enum RowKind {
+    Atd,
+    /// A baseline detector on the ATD file's (robust) extractor: the paper's HAT rows.
+    RobustBaseline,
+    Standard,
+}
+
 /// The paper's CIFAR-10 Table 1 AUROC (Clean, In, Out, In-and-Out), where it has the row.
-fn paper_row(model: &str, detector: Detector) -> Option<[f64; 4]> {
-    Some(match (model, detector) {
-        ("ATD", Detector::Atd) => [0.943, 0.837, 0.862, 0.693],
-        ("HAT", Detector::Msp) => [0.770, 0.560, 0.548, 0.325],
-        ("HAT", Detector::Md) => [0.789, 0.572, 0.586, 0.369],
-        ("HAT", Detector::Rmd) => [0.878, 0.602, 0.606, 0.258],
-        ("HAT", Detector::Openmax) => [0.821, 0.613, 0.648, 0.415],
+fn paper_row(kind: RowKind, detector: Detector) -> Option<[f64; 4]> {
+    Some(match (kind, detector) {
+        (RowKind::Atd, Detector::Atd) => [0.943, 0.837, 0.862, 0.693],
+        (RowKind::RobustBaseline, Detector::Msp) => [0.770, 0.560, 0.548, 0.325],
+        (RowKind::RobustBaseline, Detector::Md) => [0.789, 0.572, 0.586, 0.369],
+        (RowKind::RobustBaseline, Detector::Rmd) => [0.878, 0.602, 0.606, 0.258],
+        (RowKind::RobustBaseline, Detector::Openmax) => [0.821, 0.613, 0.648, 0.415],
         _ => return None,
     })
+}
+
+/// The name of the ATD file's extractor in the tables: its training method as the card records
+/// it (the paper's is HAT; ours may be AT, HAT, ...).
+fn extractor_label(atd: &Model) -> String {
+    atd.card.training["extractor_training"]["recipe"]["method"]
+        .as_str()
+        .map(str::to_uppercase)
+        .unwrap_or_else(|| "robust extractor".into())
 }
 
 /// How long the report's evaluations took, counting those resumed from the cache at the time
@@ -84,7 +102,8 @@ struct RunTime {
 }
 
 struct Row {
-    model: &'static str,
+    model: String,
+    kind: RowKind,
     eval: Evaluation,
 }
 
@@ -138,23 +157,31 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
     let atd_attacks = [Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))];
     let atd_runs = evaluate_all(&atd, Detector::Atd, data, &atd_attacks, device);
-    let mut rows: Vec<Row> = atd_runs.iter().map(|e| Row { model: "ATD", eval: e.clone() }).collect();
+    let mut rows: Vec<Row> =
+        atd_runs.iter().map(|e| Row { model: "ATD".into(), kind: RowKind::Atd, eval: e.clone() }).collect();
     let paper_recipe_runs = paper_recipe.as_ref().map(|m| evaluate_all(m, Detector::Atd, data, &atd_attacks, device));
     for e in paper_recipe_runs.iter().flatten() {
-        rows.push(Row { model: PAPER_RECIPE, eval: e.clone() });
+        rows.push(Row { model: PAPER_RECIPE.into(), kind: RowKind::Atd, eval: e.clone() });
     }
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
-    for (name, model) in [("HAT", &atd), ("standard", &standard)] {
+    let robust = extractor_label(&atd);
+    for (name, kind, model) in
+        [(robust.as_str(), RowKind::RobustBaseline, &atd), ("standard", RowKind::Standard, &standard)]
+    {
         for detector in [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax] {
             if model.detectors().contains(&detector) {
-                rows.push(Row { model: name, eval: evaluate(model, detector, data, &baseline, device) });
+                let eval = evaluate(model, detector, data, &baseline, device);
+                rows.push(Row { model: name.to_string(), kind, eval });
             }
         }
     }
 
     // Table 2: FGSM crafted on other detectors, transferred to ATD.
-    let sources =
-        [(&standard, Detector::Msp, "standard"), (&atd, Detector::Openmax, "HAT"), (&atd, Detector::Msp, "HAT")];
+    let sources = [
+        (&standard, Detector::Msp, "standard"),
+        (&atd, Detector::Openmax, robust.as_str()),
+        (&atd, Detector::Msp, robust.as_str()),
+    ];
     let transfers: Vec<Evaluation> = sources
         .iter()
         .filter(|(m, d, _)| m.detectors().contains(d))
@@ -191,9 +218,9 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     };
     let mut sweep = vec![("ATD".to_string(), sweep_line(&check_evals[..eps_points.len()]))];
     for (name, model, detector) in [
-        ("HAT (OpenMax)", &atd, Detector::Openmax),
-        ("HAT (MSP)", &atd, Detector::Msp),
-        ("standard (MSP)", &standard, Detector::Msp),
+        (format!("{robust} (OpenMax)"), &atd, Detector::Openmax),
+        (format!("{robust} (MSP)"), &atd, Detector::Msp),
+        ("standard (MSP)".to_string(), &standard, Detector::Msp),
     ] {
         if model.detectors().contains(&detector) {
             let evals: Vec<Evaluation> = eps_points
@@ -211,7 +238,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
                     )
                 })
                 .collect();
-            sweep.push((name.to_string(), sweep_line(&evals)));
+            sweep.push((name, sweep_line(&evals)));
         }
     }
 
@@ -226,7 +253,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
         &oc,
         &oa,
     )?;
-    let std_msp = rows.iter().find(|r| r.model == "standard" && r.eval.detector == Detector::Msp);
+    let std_msp = rows.iter().find(|r| r.kind == RowKind::Standard && r.eval.detector == Detector::Msp);
     let mut roc =
         vec![("ATD clean".to_string(), ic.clone(), oc.clone()), ("ATD In-and-Out, worst case".to_string(), ia, oa)];
     if let Some(r) = std_msp {
@@ -251,7 +278,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
 
     let run_time =
         RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
-    let atd_tables = Tables { atd: &atd_runs, paper_recipe: paper_recipe_runs.as_deref() };
+    let atd_tables = Tables { extractor: &robust, atd: &atd_runs, paper_recipe: paper_recipe_runs.as_deref() };
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_tables, &checks, &sweep, &run_time);
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;
     let numbers = json!({
@@ -276,8 +303,10 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     Ok(())
 }
 
-/// The ATD evaluations that get a per-OOD-set table: the shipped one's, and the paper recipe's.
+/// The ATD evaluations that get a per-OOD-set table (the shipped one's, and the paper recipe's),
+/// and the name of its extractor.
 struct Tables<'a> {
+    extractor: &'a str,
     atd: &'a [Evaluation],
     paper_recipe: Option<&'a [Evaluation]>,
 }
@@ -326,9 +355,10 @@ fn markdown(
     );
     let _ = writeln!(
         s,
-        "- **Models:** ATD {} (its extractor is the HAT model; its MSP/MD/RMD/OpenMax rows are the HAT baselines), standard {}. `atd info <file>` prints each one's recipe and validation numbers.",
+        "- **Models:** ATD {} (its extractor was trained by {robust}; the {robust} MSP/MD/RMD/OpenMax rows are those baselines on it, beside the paper's on its HAT extractor), standard {}. `atd info <file>` prints each one's recipe and validation numbers.",
         file_line(&opts.atd),
-        file_line(&opts.standard)
+        file_line(&opts.standard),
+        robust = atd_tables.extractor,
     );
     if let Some(path) = &opts.paper_recipe {
         let _ = writeln!(
@@ -355,7 +385,7 @@ fn markdown(
         "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out | seconds |\n|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
-        let paper = paper_row(r.model, r.eval.detector)
+        let paper = paper_row(r.kind, r.eval.detector)
             .map(|p| format!("{:.3} / {:.3} / {:.3} / {:.3}", p[0], p[1], p[2], p[3]))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
