@@ -347,6 +347,51 @@ fn extended_outliers_change_training_and_select_on_unseen_families() {
 }
 
 #[test]
+fn init_continues_a_trained_detector_and_refuses_one_of_another_extractor() {
+    let data = fixture_dir();
+    let extractor = standard_extractor().join("extractor.safetensors");
+    let (data, extractor) = (data.to_str().unwrap(), extractor.to_str().unwrap());
+    let first = temp("atd-init-source");
+    run(&atd_args(data, extractor, first.to_str().unwrap(), "1"));
+    let source = first.join("atd.safetensors");
+    // At learning rate 0 the continued run keeps exactly the weights it started from, and a
+    // fresh run at learning rate 0 keeps its random ones.
+    let continue_with = |name: &str, init: Option<&Path>| {
+        let out = temp(name);
+        let mut args = atd_args(data, extractor, out.to_str().unwrap(), "1");
+        let lr = args.iter().position(|a| *a == "--lr").unwrap() + 1;
+        args[lr] = "0";
+        args.extend(["--val-attack-steps", "3"]);
+        if let Some(init) = init {
+            args.extend(["--init", init.to_str().unwrap()]);
+        }
+        (atd(&args), out)
+    };
+    let ((ok, _, err), continued) = continue_with("atd-init", Some(&source));
+    assert!(ok, "{err}");
+    let ((ok, _, err), fresh) = continue_with("atd-init-fresh", None);
+    assert!(ok, "{err}");
+    let key = "discriminator.output.weight";
+    let (source_w, continued_w, fresh_w) =
+        (tensors(&source), tensors(&continued.join("atd.safetensors")), tensors(&fresh.join("atd.safetensors")));
+    assert_eq!(continued_w[key], source_w[key]);
+    assert_ne!(fresh_w[key], source_w[key]);
+    let log = log_without_timing(&continued);
+    assert!(log[0]["val_pgd3_in_out_auroc"].is_f64(), "{:?}", log[0]);
+    assert!(log[0].get("val_pgd10_in_out_auroc").is_none(), "{:?}", log[0]);
+
+    // A discriminator of other features, and a file without one, are refused by name.
+    let mut other = atd_core::Weights::from_bytes(&std::fs::read(&source).unwrap()).unwrap();
+    other.tensors.get_mut("extractor.stem.weight").unwrap().data[0] += 0.5;
+    let other_path = first.join("other-extractor.safetensors");
+    std::fs::write(&other_path, atd_core::weights::write_weights(&other.card, &other.tensors)).unwrap();
+    let ((ok, _, err), _) = continue_with("atd-init-other", Some(&other_path));
+    assert!(!ok && err.contains("another extractor"), "{err}");
+    let ((ok, _, err), _) = continue_with("atd-init-extractor", Some(Path::new(extractor)));
+    assert!(!ok && err.contains("no discriminator"), "{err}");
+}
+
+#[test]
 fn frozen_generator_keeps_its_initial_weights() {
     let data = fixture_dir();
     let extractor = standard_extractor().join("extractor.safetensors");

@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use atd_core::attack::{AttackSpec, Direction};
 use atd_core::card::{DiscriminatorSpec, GeneratorSpec};
 use atd_core::data::ImageSet;
@@ -52,6 +53,12 @@ pub struct AtdRecipe {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attack_generated: Option<f32>,
+    /// Start D and G from this ATD weights file instead of a random initialisation (it must be
+    /// built on the same --extractor): continue a trained detector with another recipe, e.g.
+    /// stronger training attacks. The optimizers start afresh.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -87,9 +94,13 @@ pub struct AtdRecipe {
     pub val_size: usize,
     #[arg(long, default_value_t = 500)]
     pub val_ood_size: usize,
-    /// Validation images (in and out each) also scored under PGD-10 In-and-Out each epoch.
+    /// Validation images (in and out each) also scored under PGD In-and-Out each epoch.
     #[arg(long, default_value_t = 200)]
     pub val_attack_size: usize,
+    /// PGD steps of that validation attack (logged as val_pgd<steps>_in_out_auroc).
+    #[arg(long, default_value_t = DEFAULT_VAL_ATTACK_STEPS)]
+    #[serde(default = "default_val_attack_steps", skip_serializing_if = "is_default_val_attack_steps")]
+    pub val_attack_steps: usize,
     #[arg(long)]
     pub train_limit: Option<usize>,
     #[arg(long, default_value_t = 0)]
@@ -99,6 +110,41 @@ pub struct AtdRecipe {
 /// Recipes from before a field existed serialise as they did then (resume compares recipes).
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+const DEFAULT_VAL_ATTACK_STEPS: usize = 10;
+
+fn default_val_attack_steps() -> usize {
+    DEFAULT_VAL_ATTACK_STEPS
+}
+
+fn is_default_val_attack_steps(n: &usize) -> bool {
+    *n == DEFAULT_VAL_ATTACK_STEPS
+}
+
+/// The extractor's tensors of a weights file, by name.
+fn extractor_tensors(path: &Path) -> anyhow::Result<Vec<(String, atd_core::weights::NamedTensor)>> {
+    let bytes = atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
+    let weights = atd_core::Weights::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
+    Ok(weights.tensors.into_iter().filter(|(name, _)| name.starts_with("extractor.")).collect())
+}
+
+/// D and G of the `--init` file, refused unless it was trained on the same extractor (its
+/// discriminator only means something on those features).
+fn initial_detector(init: &Path, extractor: &Path, device: &Device) -> anyhow::Result<Model> {
+    let model = Model::load(init, device)?;
+    anyhow::ensure!(
+        model.net.discriminator.is_some() && model.net.generator.is_some(),
+        "--init {}: the file has no discriminator and generator (an extractor file?)",
+        init.display()
+    );
+    anyhow::ensure!(
+        extractor_tensors(init)? == extractor_tensors(extractor)?,
+        "--init {} was trained on another extractor than --extractor {}",
+        init.display(),
+        extractor.display()
+    );
+    Ok(model)
 }
 
 pub struct AtdTraining {
@@ -163,13 +209,23 @@ impl AtdTraining {
         let val_synthetic = (recipe.val_synthetic > 0)
             .then(|| synthetic::procedural(&synthetic::VAL_FAMILIES, recipe.val_synthetic, recipe.seed ^ 0x7A1D));
 
+        let init =
+            recipe.init.as_deref().map(|path| initial_detector(path, &recipe.extractor, &autodiff)).transpose()?;
         let mut card = extractor.card.clone();
         let f = card.extractor.feature_dim();
         card.discriminator = Some(DiscriminatorSpec::for_features(f));
         card.generator = Some(GeneratorSpec::for_features(f));
+        if let Some(init) = &init {
+            card.discriminator.clone_from(&init.card.discriminator);
+            card.generator.clone_from(&init.card.generator);
+        }
         card.thresholds.clear();
         autodiff.seed(recipe.seed);
         let mut model = Model::new(card, &autodiff)?;
+        if let Some(init) = init {
+            model.net.discriminator = init.net.discriminator;
+            model.net.generator = init.net.generator;
+        }
         model.net.extractor = extractor.net.extractor;
         model.net.classifier = extractor.net.classifier;
         model.net.baselines = extractor.net.baselines;
@@ -336,7 +392,8 @@ impl Training for AtdTraining {
             }
         }
         let k = self.recipe.val_attack_size;
-        let cfg = PgdConfig::from(AttackSpec::new(self.recipe.eps, 10).with_seed(11));
+        let steps = self.recipe.val_attack_steps;
+        let cfg = PgdConfig::from(AttackSpec::new(self.recipe.eps, steps).with_seed(11));
         let robust_auroc = atd_core::metrics::auroc(
             &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((Direction::Out, &cfg))),
             &self.scores(
@@ -348,7 +405,7 @@ impl Training for AtdTraining {
         );
         m.insert("val_auroc".into(), json!(clean.auroc));
         m.insert("val_fpr95".into(), json!(clean.fpr_at_95_tpr));
-        m.insert("val_pgd10_in_out_auroc".into(), json!(robust_auroc));
+        m.insert(format!("val_pgd{steps}_in_out_auroc"), json!(robust_auroc));
         m.insert("val_attacked_images".into(), json!(k));
         // The reference selects on clean validation AUROC (alpha <= 0.5); with procedural
         // validation families, on its mean over the held-out outliers and each family.
@@ -395,8 +452,9 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
             r.attack_steps, r.eps
         ),
     };
+    let start = r.init.as_ref().map(|p| format!(", starting from {}", p.display())).unwrap_or_default();
     eprintln!(
-        "training ATD ({:?} generator, {attack}) on {} in-distribution images and {} outliers",
+        "training ATD ({:?} generator, {attack}{start}) on {} in-distribution images and {} outliers",
         r.generator,
         task.train_idx.len(),
         task.outlier_idx.len()
