@@ -272,7 +272,7 @@ await check('keyboard and screen readers: the drop zone opens the picker, names,
   const { browser, page } = await openPage(false, null, 390);
   try {
     await page.focus('#drop');
-    const [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 5000 }), page.keyboard.press('Enter')]);
+    const [chooser] = await Promise.all([page.waitForEvent('filechooser', { timeout: 30000 }), page.keyboard.press('Enter')]);
     assert(chooser, 'Enter on the drop zone opened no file picker');
     assert(await page.getByRole('slider', { name: /epsilon/i }).count() === 1, 'the eps slider has no accessible name');
     // The status line is a live region (role status: polite), so its news is announced.
