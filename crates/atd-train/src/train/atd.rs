@@ -123,23 +123,28 @@ fn is_default_val_attack_steps(n: &usize) -> bool {
 }
 
 /// The extractor's tensors of a weights file, by name.
-fn extractor_tensors(path: &Path) -> anyhow::Result<Vec<(String, atd_core::weights::NamedTensor)>> {
+fn extractor_tensors(weights: atd_core::Weights) -> Vec<(String, atd_core::weights::NamedTensor)> {
+    weights.tensors.into_iter().filter(|(name, _)| name.starts_with("extractor.")).collect()
+}
+
+fn read_weights(path: &Path) -> anyhow::Result<(Vec<u8>, atd_core::Weights)> {
     let bytes = atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
     let weights = atd_core::Weights::from_bytes(&bytes).with_context(|| format!("loading {}", path.display()))?;
-    Ok(weights.tensors.into_iter().filter(|(name, _)| name.starts_with("extractor.")).collect())
+    Ok((bytes, weights))
 }
 
 /// D and G of the `--init` file, refused unless it was trained on the same extractor (its
 /// discriminator only means something on those features).
 fn initial_detector(init: &Path, extractor: &Path, device: &Device) -> anyhow::Result<Model> {
-    let model = Model::load(init, device)?;
+    let (bytes, weights) = read_weights(init)?;
+    let model = Model::from_bytes(&bytes, device).with_context(|| format!("loading {}", init.display()))?;
     anyhow::ensure!(
         model.net.discriminator.is_some() && model.net.generator.is_some(),
         "--init {}: the file has no discriminator and generator (an extractor file?)",
         init.display()
     );
     anyhow::ensure!(
-        extractor_tensors(init)? == extractor_tensors(extractor)?,
+        extractor_tensors(weights) == extractor_tensors(read_weights(extractor)?.1),
         "--init {} was trained on another extractor than --extractor {}",
         init.display(),
         extractor.display()
