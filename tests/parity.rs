@@ -35,22 +35,37 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, detector: Detector, step
         assert!(c >= 0.9999, "{name} {detector:?}: gradient cosine {c} for image {i}");
     }
 
-    // PGD towards out: the same random start (atd_core::noise), so the same path up to sign
-    // flips of gradients that are zero up to rounding.
+    // PGD towards out, the same attack specification for both.
     let eps = 8.0 / 255.0;
-    let options = AttackOptions::new(AttackSpec::new(eps, steps).with_seed(5), Direction::Out);
-    let mut steps_seen = 0;
-    let result = pollster::block_on(engine.attack(&x, &options, |_, s| {
-        assert_eq!(s.len(), BATCH);
-        steps_seen += 1;
-        true
-    }))
-    .unwrap();
-    assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
-    let down = |x: Tensor<4>| model.score_logit(detector, x).neg();
-    // The same attack specification for both.
-    let cfg = PgdConfig { best_of_steps: true, ..options.attack.clone().into() };
-    let burn_adv = to_vec(pgd(&down, &burn_input(&x), &cfg, |_, _| {}).adversarial);
+    let attack = |engine: &mut Engine, steps: usize| {
+        let options = AttackOptions::new(AttackSpec::new(eps, steps).with_seed(5), Direction::Out);
+        let mut steps_seen = 0;
+        let result = pollster::block_on(engine.attack(&x, &options, |_, s| {
+            assert_eq!(s.len(), BATCH);
+            steps_seen += 1;
+            true
+        }))
+        .unwrap();
+        assert_eq!(steps_seen, steps + 1, "one record per step plus the start");
+        let down = |x: Tensor<4>| model.score_logit(detector, x).neg();
+        let cfg = PgdConfig { best_of_steps: true, ..options.attack.into() };
+        (result, to_vec(pgd(&down, &burn_input(&x), &cfg, |_, _| {}).adversarial))
+    };
+
+    // One step from the same random start (atd_core::noise) lands on the same values, up to
+    // sign flips of gradient entries that are zero up to rounding. Over more steps such a flip
+    // moves the whole path a little, and how often depends on how the machine's Burn rounds (on
+    // one CI machine 93% of the values agreed after 10 steps, on the development machine all
+    // did), so longer attacks are compared by the scores they reach.
+    let (one_step, burn_one_step) = attack(engine, 1);
+    let same = one_step.adversarial.iter().zip(&burn_one_step).filter(|(a, b)| a == b).count();
+    assert!(
+        same as f64 >= 0.99 * burn_one_step.len() as f64,
+        "{name} {detector:?}: only {same} of {} values agree after one PGD step",
+        burn_one_step.len()
+    );
+
+    let (result, burn_adv) = attack(engine, steps);
     let burn_final = to_vec(model.score(detector, burn_input(&burn_adv)));
     for i in 0..BATCH {
         let (a, b) = (burn_final[i], result.scores[i]);
@@ -71,12 +86,6 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, detector: Detector, step
             "{name}: value {k}: {adv} from {clean}"
         );
     }
-    let same = result.adversarial.iter().zip(&burn_adv).filter(|(a, b)| a == b).count();
-    assert!(
-        same as f64 >= 0.95 * burn_adv.len() as f64,
-        "{name} {detector:?}: only {same} of {} adversarial values agree",
-        burn_adv.len()
-    );
 }
 
 /// `gpu`: the GPU engine with this forward-convolution kernel; `None`: the CPU reference.
