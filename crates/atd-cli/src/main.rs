@@ -185,7 +185,9 @@ struct DataArgs {
     /// In-distribution test set inside the data pack.
     #[arg(long = "in", default_value = "cifar10-test.bin")]
     in_set: String,
-    /// OOD test sets inside the data pack, comma-separated.
+    /// OOD test sets inside the data pack, comma-separated; `synthetic:<family>` draws a
+    /// procedural family instead (e.g. the validation families synthetic:star-field,
+    /// synthetic:cells, synthetic:fractal-texture).
     #[arg(
         long = "out",
         value_delimiter = ',',
@@ -211,10 +213,12 @@ impl DataArgs {
             .out_sets
             .iter()
             .map(|name| {
-                Ok((
-                    name.trim_end_matches(".bin").to_string(),
-                    dataset::load_set(&data, name)?.truncated(self.out_limit.unwrap_or(out_limit)),
-                ))
+                let count = self.out_limit.unwrap_or(out_limit);
+                let set = match name.strip_prefix("synthetic:") {
+                    Some(family) => atd_train::synthetic::family_set(family, count)?,
+                    None => dataset::load_set(&data, name)?.truncated(count),
+                };
+                Ok((name.trim_end_matches(".bin").to_string(), set))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok((in_set, outs))

@@ -316,25 +316,41 @@ fn atd_training_lowers_the_loss_resumes_and_exports_all_detectors() {
 }
 
 #[test]
-fn extended_outliers_change_training_and_select_on_unseen_families() {
+fn extended_outliers_change_training_and_select_on_unseen_sets() {
     let data = fixture_dir();
     let extractor = standard_extractor().join("extractor.safetensors");
     let (data, extractor) = (data.to_str().unwrap(), extractor.to_str().unwrap());
     let (paper, extended) = (temp("atd-paper-recipe"), temp("atd-extended"));
-    run(&atd_args(data, extractor, paper.to_str().unwrap(), "2"));
-    let mut args = atd_args(data, extractor, extended.to_str().unwrap(), "2");
-    args.extend(["--synthetic-outliers", "64", "--val-synthetic", "30"]);
+    let mut args = atd_args(data, extractor, paper.to_str().unwrap(), "2");
+    args.extend(["--select-on", "clean"]);
     run(&args);
-    // The paper's recipe keeps its log and its selection on the held-out outliers alone.
+    let mut args = atd_args(data, extractor, extended.to_str().unwrap(), "2");
+    args.extend([
+        "--synthetic-outliers",
+        "64",
+        "--derived-outliers",
+        "32",
+        "--val-synthetic",
+        "30",
+        "--val-derived",
+        "12",
+    ]);
+    run(&args);
+    // The paper's recipe keeps its log and the reference's selection: clean AUROC on the held-out
+    // outliers alone.
     for line in log_without_timing(&paper) {
         assert!(line.get("val_auroc_star-field").is_none(), "{line}");
         assert_eq!(line["val_selection_auroc"], line["val_auroc"]);
     }
-    // The extended one scores each validation family and selects on the mean with the outliers.
+    // The extended one scores each validation set, clean and attacked, and selects on the mean
+    // of both over the held-out outliers and every set.
     for line in log_without_timing(&extended) {
-        let families =
-            ["star-field", "cells", "fractal-texture"].map(|f| line[format!("val_auroc_{f}")].as_f64().unwrap());
-        let mean = (line["val_auroc"].as_f64().unwrap() + families.iter().sum::<f64>()) / 4.0;
+        let both = |suffix: &str| {
+            let (clean, attacked) = (format!("val_auroc{suffix}"), format!("val_pgd10_in_out_auroc{suffix}"));
+            (line[&clean].as_f64().unwrap() + line[&attacked].as_f64().unwrap()) / 2.0
+        };
+        let sets = ["", "_star-field", "_cells", "_fractal-texture", "_zoom"];
+        let mean = sets.iter().map(|s| both(s)).sum::<f64>() / sets.len() as f64;
         assert!((line["val_selection_auroc"].as_f64().unwrap() - mean).abs() < 1e-12, "{line}");
     }
     let (a, b) = (tensors(&paper.join("atd.safetensors")), tensors(&extended.join("atd.safetensors")));
@@ -343,7 +359,14 @@ fn extended_outliers_change_training_and_select_on_unseen_families() {
         "the extra outliers changed nothing"
     );
     let card = run(&["info", "--json", extended.join("atd.safetensors").to_str().unwrap()]);
-    assert!(card.contains("\"synthetic_outliers\": 64") || card.contains("\"synthetic_outliers\":64"), "{card}");
+    let card: Value = serde_json::from_str(&card).unwrap();
+    let recipe = &card["training"]["recipe"];
+    assert_eq!(
+        (recipe["synthetic_outliers"].as_u64(), recipe["derived_outliers"].as_u64()),
+        (Some(64), Some(32)),
+        "{recipe}"
+    );
+    assert_eq!(recipe["select_on"], "clean-and-attacked", "{recipe}");
 }
 
 #[test]
@@ -483,6 +506,24 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
 
 /// The fixture data of the eval, check and report tests: the tiny CIFAR and OOD files, `limit`
 /// images of each.
+#[test]
+fn eval_draws_a_synthetic_family_as_an_ood_set() {
+    let data = fixture_dir();
+    let weights = standard_extractor().join("extractor.safetensors");
+    let (data, weights) = (data.to_str().unwrap(), weights.to_str().unwrap());
+    let with_out = |out: &'static str| {
+        let limits = ["--in", "cifar10-tiny.bin", "--limit", "20", "--out-limit", "10", "--out", out];
+        let mut args = vec!["eval", weights, "--detector", "msp", "--steps", "1", "--data-dir", data];
+        args.extend(limits);
+        atd(&args)
+    };
+    let (ok, out, err) = with_out("synthetic:cells,ood-tiny.bin");
+    assert!(ok, "{err}");
+    assert!(out.contains("| synthetic:cells | 10 |") && out.contains("| ood-tiny | 10 |"), "{out}");
+    let (ok, _, err) = with_out("synthetic:swirl");
+    assert!(!ok && err.contains("\"swirl\"") && err.contains("star-field"), "{err}");
+}
+
 fn tiny_eval_data<'a>(data: &'a str, limit: &'a str) -> [&'a str; 10] {
     ["--data-dir", data, "--in", "cifar10-tiny.bin", "--out", "ood-tiny.bin", "--limit", limit, "--out-limit", limit]
 }

@@ -55,6 +55,16 @@ impl ImageSet {
         self.labels.extend(other.labels);
     }
 
+    /// The images whose label passes `keep`, in order.
+    pub fn subset(&self, keep: impl Fn(u16) -> bool) -> Self {
+        let idx: Vec<usize> = (0..self.len()).filter(|&i| keep(self.labels[i])).collect();
+        Self {
+            pixels: idx.iter().flat_map(|&i| self.image(i).iter().copied()).collect(),
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            class_names: self.class_names.clone(),
+        }
+    }
+
     /// The first `n` images (or all of them).
     pub fn truncated(mut self, n: usize) -> Self {
         let n = n.min(self.len());

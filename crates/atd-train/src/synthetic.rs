@@ -275,11 +275,124 @@ pub fn procedural(families: &[&str], count: usize, seed: u64) -> ImageSet {
     ImageSet { pixels, labels, class_names: families.iter().map(|f| f.to_string()).collect() }
 }
 
+/// `count` images of one named family (training or validation), for evaluating a detector on
+/// a family as an OOD set; the seed is not one training or validation draws with.
+pub fn family_set(family: &str, count: usize) -> anyhow::Result<ImageSet> {
+    let known = || TRAIN_FAMILIES.iter().chain(&VAL_FAMILIES);
+    anyhow::ensure!(
+        known().any(|f| *f == family),
+        "unknown synthetic family {family:?}; known: {}",
+        known().copied().collect::<Vec<_>>().join(", ")
+    );
+    Ok(procedural(&[family], count, 0xE7A1_5E70))
+}
+
 /// Recoloured copies of images `idx` of `set` (one each), seeded.
 pub fn recoloured(set: &ImageSet, idx: &[usize], seed: u64) -> ImageSet {
     let mut rng = Rng::new(seed);
     let pixels = idx.iter().flat_map(|&i| recolour(set.image(i), &mut rng)).collect();
     ImageSet { pixels, labels: vec![0; idx.len()], class_names: vec!["recoloured".into()] }
+}
+
+/// Outliers made from in-distribution images by breaking what makes them one object
+/// ("negative data augmentation", Sinha et al. 2021): `jigsaw` shuffles a 4x4 grid of patches of
+/// one image, `mosaic` tiles four half-size images 2x2, and `zoom` enlarges a crop of 8-16
+/// pixels (bilinear). Their colours, textures and parts are CIFAR-10's, as with near-OOD images
+/// (CIFAR-100, Tiny ImageNet), but not their objects.
+pub const DERIVED_KINDS: [&str; 3] = ["jigsaw", "mosaic", "zoom"];
+
+/// `count` derived outliers of `kinds` (cycling) from images `idx` of `set`, seeded; the label
+/// is the kind's index in `kinds`.
+pub fn derived(kinds: &[&str], set: &ImageSet, idx: &[usize], count: usize, seed: u64) -> anyhow::Result<ImageSet> {
+    anyhow::ensure!(!idx.is_empty(), "no source images for derived outliers");
+    if let Some(kind) = kinds.iter().find(|k| !DERIVED_KINDS.contains(k)) {
+        anyhow::bail!("unknown derived outlier kind {kind:?}; known: {}", DERIVED_KINDS.join(", "));
+    }
+    let mut rng = Rng::new(seed);
+    let mut pixels = Vec::with_capacity(count * IMAGE_VALUES);
+    let mut labels = Vec::with_capacity(count);
+    for i in 0..count {
+        let kind = i % kinds.len();
+        let mut source = || set.image(idx[rng.below(idx.len())]);
+        let image = match kinds[kind] {
+            "jigsaw" => jigsaw(source(), &mut rng),
+            "mosaic" => mosaic([source(), source(), source(), source()]),
+            _ => zoom(source(), &mut rng),
+        };
+        pixels.extend(image);
+        labels.push(kind as u16);
+    }
+    Ok(ImageSet { pixels, labels, class_names: kinds.iter().map(|k| k.to_string()).collect() })
+}
+
+/// The value at channel `c`, row `y`, column `x` of a CHW image.
+fn at(image: &[u8], c: usize, y: usize, x: usize) -> u8 {
+    image[c * S * S + y * S + x]
+}
+
+fn jigsaw(image: &[u8], rng: &mut Rng) -> Vec<u8> {
+    const GRID: usize = 4;
+    const P: usize = S / GRID;
+    let mut order: Vec<usize> = (0..GRID * GRID).collect();
+    rng.shuffle(&mut order);
+    if order.iter().enumerate().all(|(i, &o)| i == o) {
+        order.swap(0, 1);
+    }
+    let mut out = vec![0u8; IMAGE_VALUES];
+    for (to, &from) in order.iter().enumerate() {
+        let ((ty, tx), (fy, fx)) = ((to / GRID * P, to % GRID * P), (from / GRID * P, from % GRID * P));
+        for c in 0..3 {
+            for y in 0..P {
+                for x in 0..P {
+                    out[c * S * S + (ty + y) * S + tx + x] = at(image, c, fy + y, fx + x);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn mosaic(images: [&[u8]; 4]) -> Vec<u8> {
+    const H: usize = S / 2;
+    let mut out = vec![0u8; IMAGE_VALUES];
+    for (q, image) in images.iter().enumerate() {
+        let (oy, ox) = (q / 2 * H, q % 2 * H);
+        for c in 0..3 {
+            for y in 0..H {
+                for x in 0..H {
+                    let sum: u32 = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                        .iter()
+                        .map(|&(dy, dx)| at(image, c, 2 * y + dy, 2 * x + dx) as u32)
+                        .sum();
+                    out[c * S * S + (oy + y) * S + ox + x] = ((sum + 2) / 4) as u8;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn zoom(image: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let k = 8 + rng.below(9);
+    let (oy, ox) = (rng.below(S - k + 1), rng.below(S - k + 1));
+    let mut out = vec![0u8; IMAGE_VALUES];
+    // Pixel centres of the output mapped into the crop, clamped at its edges.
+    let coord = |i: usize| (((i as f32 + 0.5) * k as f32 / S as f32 - 0.5).max(0.0)).min((k - 1) as f32);
+    for y in 0..S {
+        let (fy, ty) = (coord(y).floor() as usize, coord(y).fract());
+        let y1 = (fy + 1).min(k - 1);
+        for x in 0..S {
+            let (fx, tx) = (coord(x).floor() as usize, coord(x).fract());
+            let x1 = (fx + 1).min(k - 1);
+            for c in 0..3 {
+                let v = |yy: usize, xx: usize| at(image, c, oy + yy, ox + xx) as f32;
+                let top = v(fy, fx) * (1.0 - tx) + v(fy, x1) * tx;
+                let bottom = v(y1, fx) * (1.0 - tx) + v(y1, x1) * tx;
+                out[c * S * S + y * S + x] = (top * (1.0 - ty) + bottom * ty).round() as u8;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -331,5 +444,54 @@ mod tests {
             // Grayscale, the negative, or the same values in other channels.
             assert!(gray || inverted || sorted_a == sorted_b, "image {i} is none of the recolourings");
         }
+    }
+
+    #[test]
+    fn derived_outliers_rearrange_their_sources() {
+        let source = procedural(&["shapes", "gradient"], 6, 2);
+        let idx: Vec<usize> = (0..6).collect();
+        let out = derived(&DERIVED_KINDS, &source, &idx, 12, 5).unwrap();
+        assert_eq!((out.len(), out.labels[..3].to_vec()), (12, vec![0, 1, 2]));
+        let sorted = |image: &[u8]| {
+            let mut v = image.to_vec();
+            v.sort();
+            v
+        };
+        let half = |image: &[u8], c: usize, y: usize, x: usize| {
+            let sum: u32 =
+                [(0, 0), (0, 1), (1, 0), (1, 1)].iter().map(|&(a, b)| at(image, c, 2 * y + a, 2 * x + b) as u32).sum();
+            ((sum + 2) / 4) as u8
+        };
+        for i in 0..out.len() {
+            let image = out.image(i);
+            assert!(idx.iter().all(|&j| source.image(j) != image), "image {i} is a copy of its source");
+            match DERIVED_KINDS[out.labels[i] as usize] {
+                // The same values as one source, moved.
+                "jigsaw" => assert!(idx.iter().any(|&j| sorted(source.image(j)) == sorted(image)), "jigsaw {i}"),
+                // Each quadrant is one source at half size.
+                "mosaic" => {
+                    for (qy, qx) in [(0, 0), (0, 16), (16, 0), (16, 16)] {
+                        let matches = |j: usize| {
+                            (0..3).all(|c| {
+                                (0..16).all(|y| {
+                                    (0..16).all(|x| at(image, c, qy + y, qx + x) == half(source.image(j), c, y, x))
+                                })
+                            })
+                        };
+                        assert!(idx.iter().any(|&j| matches(j)), "mosaic {i}, quadrant at ({qy}, {qx})");
+                    }
+                }
+                // Interpolated: no value outside the sources' range.
+                _ => {
+                    let (lo, hi) = (source.pixels.iter().min().unwrap(), source.pixels.iter().max().unwrap());
+                    assert!(image.iter().all(|v| v >= lo && v <= hi), "zoom {i}");
+                }
+            }
+        }
+        // A flat image stays flat when enlarged.
+        let flat = ImageSet { pixels: vec![77; IMAGE_VALUES], labels: vec![0], class_names: vec![] };
+        assert!(derived(&["zoom"], &flat, &[0], 3, 1).unwrap().pixels.iter().all(|&v| v == 77));
+        let err = derived(&["zoom", "swirl"], &flat, &[0], 3, 1).unwrap_err().to_string();
+        assert!(err.contains("swirl") && err.contains("jigsaw"), "{err}");
     }
 }

@@ -84,12 +84,27 @@ pub struct AtdRecipe {
     #[arg(long, default_value_t = 0)]
     #[serde(default, skip_serializing_if = "is_zero")]
     pub synthetic_outliers: usize,
+    /// Extra training outliers made from the training split's own images (jigsaw-shuffled
+    /// patches and 2x2 mosaics of half-size images): CIFAR-10's colours and parts without its
+    /// objects, like near-OOD images. 0: none.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub derived_outliers: usize,
     /// Procedural validation outliers from families never trained on (star fields, cell blobs,
-    /// fractal textures); with any, models are selected on the mean clean AUROC over the held-out
-    /// outliers and each of these families, not on the held-out outliers alone.
+    /// fractal textures).
     #[arg(long, default_value_t = 0)]
     #[serde(default, skip_serializing_if = "is_zero")]
     pub val_synthetic: usize,
+    /// Validation outliers made from validation-split images in a way never trained on
+    /// (enlarged crops of 8-16 pixels): a near-OOD validation set.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub val_derived: usize,
+    /// What picks the best epoch, averaged over the held-out outliers and each validation set
+    /// above: the clean AUROC, or the mean of the clean and the PGD In-and-Out AUROC.
+    #[arg(long, value_enum, default_value = "clean-and-attacked")]
+    #[serde(default, skip_serializing_if = "Selection::is_clean")]
+    pub select_on: Selection,
     #[arg(long, default_value_t = 1000)]
     pub val_size: usize,
     #[arg(long, default_value_t = 500)]
@@ -105,6 +120,22 @@ pub struct AtdRecipe {
     pub train_limit: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// The reference's rule (recipes from before this choice existed).
+    #[default]
+    Clean,
+    /// Robust detection is the point: an epoch that separates well only unattacked loses.
+    CleanAndAttacked,
+}
+
+impl Selection {
+    fn is_clean(&self) -> bool {
+        *self == Selection::Clean
+    }
 }
 
 /// Recipes from before a field existed serialise as they did then (resume compares recipes).
@@ -163,8 +194,9 @@ pub struct AtdTraining {
     outliers: ImageSet,
     outlier_idx: Vec<usize>,
     val_ood_idx: Vec<usize>,
-    /// Procedural validation outliers, labelled by their index in `synthetic::VAL_FAMILIES`.
-    val_synthetic: Option<ImageSet>,
+    /// Validation OOD sets besides the held-out outliers: each procedural family, and the
+    /// derived near-OOD set.
+    val_sets: Vec<(String, ImageSet)>,
     device: Device,
 }
 
@@ -210,9 +242,32 @@ impl AtdTraining {
             outliers.append(procedural);
             outlier_idx.extend(first..outliers.len());
         }
-        // Another seed stream than the training images, and other families.
-        let val_synthetic = (recipe.val_synthetic > 0)
-            .then(|| synthetic::procedural(&synthetic::VAL_FAMILIES, recipe.val_synthetic, recipe.seed ^ 0x7A1D));
+        if recipe.derived_outliers > 0 {
+            let first = outliers.len();
+            let kinds = ["jigsaw", "mosaic"];
+            outliers.append(synthetic::derived(
+                &kinds,
+                &train,
+                &train_idx,
+                recipe.derived_outliers,
+                recipe.seed ^ 0xD371,
+            )?);
+            outlier_idx.extend(first..outliers.len());
+        }
+        // Other seed streams than the training images, and other families and kinds.
+        let mut val_sets = Vec::new();
+        if recipe.val_synthetic > 0 {
+            let set = synthetic::procedural(&synthetic::VAL_FAMILIES, recipe.val_synthetic, recipe.seed ^ 0x7A1D);
+            for (family, name) in synthetic::VAL_FAMILIES.iter().enumerate() {
+                val_sets.push((name.to_string(), set.subset(|label| label as usize == family)));
+            }
+        }
+        if recipe.val_derived > 0 {
+            val_sets.push((
+                "zoom".into(),
+                synthetic::derived(&["zoom"], &train, &val_idx, recipe.val_derived, recipe.seed ^ 0x200D)?,
+            ));
+        }
 
         let init =
             recipe.init.as_deref().map(|path| initial_detector(path, &recipe.extractor, &autodiff)).transpose()?;
@@ -246,7 +301,7 @@ impl AtdTraining {
             outliers,
             outlier_idx,
             val_ood_idx,
-            val_synthetic,
+            val_sets,
             device: device.clone(),
         })
     }
@@ -308,7 +363,7 @@ impl AtdTraining {
             "train_images": self.train_idx.len(),
             "val_images": self.val_idx.len(),
             "val_ood": format!("the last {} records of {} (held out of outlier training; not a test set)", self.val_ood_idx.len(), self.recipe.outliers),
-            "val_synthetic_families": self.val_synthetic.as_ref().map(|_| synthetic::VAL_FAMILIES),
+            "val_sets": self.val_sets.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>(),
         });
         card.metrics = json!({ "validation": metrics, "extractor": self.model.card.metrics });
         card
@@ -388,40 +443,38 @@ impl Training for AtdTraining {
 
     fn validate(&mut self, _epoch: usize) -> anyhow::Result<(serde_json::Map<String, Value>, f64)> {
         let model = self.model.valid();
-        let in_scores = self.scores(&model, &self.train, &self.val_idx, None);
-        let clean = atd_core::metrics::OodMetrics::compute(
-            &in_scores,
-            &self.scores(&model, &self.outliers, &self.val_ood_idx, None),
-        );
-        let mut selection = vec![clean.auroc];
-        let mut m = serde_json::Map::new();
-        if let Some(set) = &self.val_synthetic {
-            for (family, name) in synthetic::VAL_FAMILIES.iter().enumerate() {
-                let idx: Vec<usize> = (0..set.len()).filter(|&i| set.labels[i] as usize == family).collect();
-                let auroc = atd_core::metrics::auroc(&in_scores, &self.scores(&model, set, &idx, None));
-                m.insert(format!("val_auroc_{name}"), json!(auroc));
-                selection.push(auroc);
-            }
-        }
         let k = self.recipe.val_attack_size;
         let steps = self.recipe.val_attack_steps;
         let cfg = PgdConfig::from(AttackSpec::new(self.recipe.eps, steps).with_seed(11));
-        let robust_auroc = atd_core::metrics::auroc(
-            &self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((Direction::Out, &cfg))),
-            &self.scores(
-                &model,
-                &self.outliers,
-                &self.val_ood_idx[..k.min(self.val_ood_idx.len())],
-                Some((Direction::In, &cfg)),
-            ),
-        );
+        let in_clean = self.scores(&model, &self.train, &self.val_idx, None);
+        let in_attacked =
+            self.scores(&model, &self.train, &self.val_idx[..k.min(self.val_idx.len())], Some((Direction::Out, &cfg)));
+        // Clean and In-and-Out AUROC against images `idx` of `set`.
+        let against = |set: &ImageSet, idx: &[usize]| {
+            let clean = atd_core::metrics::OodMetrics::compute(&in_clean, &self.scores(&model, set, idx, None));
+            let attacked = self.scores(&model, set, &idx[..k.min(idx.len())], Some((Direction::In, &cfg)));
+            (clean, atd_core::metrics::auroc(&in_attacked, &attacked))
+        };
+        let (clean, robust_auroc) = against(&self.outliers, &self.val_ood_idx);
+        let mut m = serde_json::Map::new();
         m.insert("val_auroc".into(), json!(clean.auroc));
         m.insert("val_fpr95".into(), json!(clean.fpr_at_95_tpr));
         m.insert(format!("val_pgd{steps}_in_out_auroc"), json!(robust_auroc));
         m.insert("val_attacked_images".into(), json!(k));
-        // The reference selects on clean validation AUROC (alpha <= 0.5); with procedural
-        // validation families, on its mean over the held-out outliers and each family.
-        let score = selection.iter().sum::<f64>() / selection.len() as f64;
+        let mut per_set = vec![(clean.auroc, robust_auroc)];
+        for (name, set) in &self.val_sets {
+            let (clean, robust) = against(set, &(0..set.len()).collect::<Vec<_>>());
+            m.insert(format!("val_auroc_{name}"), json!(clean.auroc));
+            m.insert(format!("val_pgd{steps}_in_out_auroc_{name}"), json!(robust));
+            per_set.push((clean.auroc, robust));
+        }
+        // The reference selects on clean validation AUROC (alpha <= 0.5); here on the mean over
+        // every validation OOD set, of the clean AUROC or of it and the attacked one.
+        let per_set_score = |(clean, robust): (f64, f64)| match self.recipe.select_on {
+            Selection::Clean => clean,
+            Selection::CleanAndAttacked => (clean + robust) / 2.0,
+        };
+        let score = per_set.iter().map(|&s| per_set_score(s)).sum::<f64>() / per_set.len() as f64;
         m.insert("val_selection_auroc".into(), json!(score));
         Ok((m, score))
     }
