@@ -17,7 +17,7 @@ fn write_png(path: &Path, w: u32, h: u32, seed: u8) {
 
 #[test]
 fn info_and_score_on_an_exported_file() {
-    let dir = std::env::temp_dir().join(format!("atd-cli-{}", std::process::id()));
+    let dir = scratch("atd-cli");
     std::fs::create_dir_all(&dir).unwrap();
     let mut model = random_model(full_card(ExtractorSpec::tiny(), 3), 2);
     model.card.thresholds.insert("atd".into(), 0.5);
@@ -93,7 +93,7 @@ fn info_and_score_on_an_exported_file() {
 
 #[test]
 fn attack_writes_an_adversarial_png_inside_the_eps_ball_on_every_engine() {
-    let dir = std::env::temp_dir().join(format!("atd-cli-attack-{}", std::process::id()));
+    let dir = scratch("atd-cli-attack");
     std::fs::create_dir_all(&dir).unwrap();
     let mut model = random_model(full_card(ExtractorSpec::tiny(), 3), 5);
     model.card.thresholds.insert("atd".into(), 0.5);
@@ -144,7 +144,7 @@ fn bench_prints_one_throughput_line_per_step_kind() {
 
 #[test]
 fn digest_prints_the_content_digest_of_each_file() {
-    let dir = std::env::temp_dir().join(format!("atd-cli-digest-{}", std::process::id()));
+    let dir = scratch("atd-cli-digest");
     std::fs::create_dir_all(&dir).unwrap();
     let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
     random_model(full_card(ExtractorSpec::tiny(), 3), 2).save(&a).unwrap();

@@ -12,9 +12,7 @@ use common::*;
 use serde_json::Value;
 
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("atd-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    scratch(&format!("atd-train-{name}"))
 }
 
 fn run(args: &[&str]) -> String {

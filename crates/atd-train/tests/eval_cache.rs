@@ -27,8 +27,7 @@ fn entries(cache: &EvalCache) -> usize {
 
 #[test]
 fn an_entry_is_reused_exactly_when_the_weights_attack_and_images_are_the_same() {
-    let dir = std::env::temp_dir().join(format!("atd-eval-cache-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = scratch("atd-eval-cache");
     let cache = EvalCache::new(dir.clone());
     let device = device();
     let model = random_model(full_card(ExtractorSpec::tiny(), 3), 1).valid();

@@ -99,6 +99,15 @@ pub fn seeded_model(card: ModelCard, seed: u64, device: &Device) -> Model {
     Model::new(card, device).unwrap()
 }
 
+/// A fresh, empty path `name` in this build's scratch folder (target/tmp): what a test writes is
+/// replaced by the next run instead of piling up in /tmp.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let path = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&path);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
 /// A folder holding `cifar10-tiny.bin` and `ood-tiny.bin`: the data pack's fixtures when the pack
 /// is on this machine (`ATD_DATA`, else `../shared/data`), otherwise synthetic stand-ins in the
 /// same format (class-coloured images; noise as OOD) written to a temporary folder.
@@ -109,8 +118,14 @@ pub fn fixture_dir() -> std::path::PathBuf {
     if pack.join("cifar10-tiny.bin").exists() && pack.join("ood-tiny.bin").exists() {
         return pack;
     }
+    // Written once per test process: tests run in parallel and share the folder.
+    static SYNTHETIC: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     eprintln!("data pack not found at {}: using synthetic fixtures", pack.display());
-    let dir = std::env::temp_dir().join(format!("atd-fixtures-{}", std::process::id()));
+    SYNTHETIC.get_or_init(synthetic_fixtures).clone()
+}
+
+fn synthetic_fixtures() -> std::path::PathBuf {
+    let dir = scratch("atd-fixtures");
     std::fs::create_dir_all(&dir).unwrap();
     let mut rng = Rng::new(3);
     let mut tiny = Vec::new();
