@@ -38,9 +38,10 @@ stage robust extractor.safetensors extractor --method at --attack fgsm --arch sm
 
 # 2. ATD on its features, the reference's frozen generator, two-step PGD training attacks on
 #    every training image, with the extended outliers (Food-101 plus procedural and recoloured
-#    images) and selected on held-out Food-101 plus procedural families it never trained on.
+#    images) and selected on clean AUROC against held-out Food-101 plus procedural families it
+#    never trained on (the rule these files were trained under).
 stage atd atd.safetensors atd --extractor "$RUNS/robust/extractor.safetensors" --generator frozen \
-  --lr 2e-4 --epochs 10 --attack-steps 2 --synthetic-outliers 9000 --val-synthetic 600
+  --lr 2e-4 --epochs 10 --attack-steps 2 --synthetic-outliers 9000 --val-synthetic 600 --select-on clean
 
 # 3. The non-robust baseline of the page: standard training to convergence.
 stage standard extractor.safetensors extractor --method standard --arch small --epochs 30 --lr 0.1
@@ -48,6 +49,6 @@ stage standard extractor.safetensors extractor --method standard --arch small --
 # 4. The paper's recipe beside it (Food-101 as the only outliers; everything else as in stage 2,
 #    selection included), for `atd report --paper-recipe`: what the synthetic outliers add.
 stage atd-paper atd.safetensors atd --extractor "$RUNS/robust/extractor.safetensors" --generator frozen \
-  --lr 2e-4 --epochs 10 --attack-steps 2 --synthetic-outliers 0 --val-synthetic 600
+  --lr 2e-4 --epochs 10 --attack-steps 2 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
 
 echo "trained: $RUNS/{robust,atd,standard,atd-paper}; compare with atd report before copying into web/models/"
