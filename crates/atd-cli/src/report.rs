@@ -98,6 +98,7 @@ fn extractor_label(atd: &Model) -> String {
 /// they originally took.
 struct RunTime {
     seconds: f64,
+    /// Per-set results read from the cache.
     cached: usize,
 }
 
@@ -292,7 +293,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     std::fs::write(&json_path, serde_json::to_string_pretty(&numbers)?)
         .with_context(|| format!("writing {}", json_path.display()))?;
     println!(
-        "wrote {}, {} and {}/*.png in {:.0} s ({} evaluations read from {})",
+        "wrote {}, {} and {}/*.png in {:.0} s ({} per-set results read from {})",
         opts.page.display(),
         json_path.display(),
         figures_dir.display(),
@@ -336,7 +337,7 @@ fn markdown(
         match run_time.cached {
             0 => String::new(),
             n => format!(
-                " ({n} of its evaluations were resumed from the cache of an interrupted earlier run of the same command on the same files; their times are those of that run)"
+                " ({n} of its per-set results were resumed from the cache of interrupted earlier runs of the same command on the same files; their times are those of those runs)"
             ),
         }
     );

@@ -594,7 +594,7 @@ fn report_writes_the_tables_and_figures() {
     };
     let report = || run(&report_args(&cache).iter().map(String::as_str).collect::<Vec<_>>());
     let out = report();
-    assert!(out.contains("wrote") && out.contains("(0 evaluations read from"), "{out}");
+    assert!(out.contains("wrote") && out.contains("(0 per-set results read from"), "{out}");
     let numbers_without_timing = || {
         fn strip(v: &mut Value) {
             match v {
@@ -641,13 +641,13 @@ fn report_writes_the_tables_and_figures() {
     let numbers: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
     assert!(numbers["table1"].as_array().unwrap().len() >= 10, "ATD x3, the paper recipe x3 and the baselines");
 
-    // Rerun (as after an interruption) with one cache entry damaged: that evaluation is
+    // Rerun (as after an interruption) with one cache entry damaged: that set's evaluation is
     // recomputed, every other one is read back, and the numbers are the same.
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     std::fs::write(&entries[0], "{ truncated").unwrap();
     let out = report();
-    let resumed = format!("({} evaluations read from", entries.len() - 1);
+    let resumed = format!("({} per-set results read from", entries.len() - 1);
     assert!(out.contains(&resumed), "expected {resumed:?} in {out}");
     assert_eq!(numbers_without_timing(), first_numbers);
     assert!(std::fs::read_to_string(&page).unwrap().contains("resumed from the cache"));

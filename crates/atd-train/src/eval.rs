@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use atd_core::attack::{Direction, Setting};
 use atd_core::data::ImageSet;
+use atd_core::digest::Digest;
 use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -338,23 +339,24 @@ pub struct EvalData<'a> {
     pub cache: Option<&'a EvalCache>,
 }
 
-/// Finished evaluations on disk, so that a long run (`atd report`: hours on a CPU) killed
-/// half-way resumes where it stopped. An entry's file name is a content address of everything
-/// that determines its scores: the evaluated model's canonical weights, the model that crafts
-/// the attack when it is another one, the detector, the attack and its settings, and every image
-/// and label with its set's name. So entries stay valid when other models of the same report
-/// change, and a changed model or image is recomputed.
+/// Finished evaluations on disk, one entry per image set, so that a long run (`atd report`:
+/// hours on a CPU) killed half-way resumes at the set where it stopped. An entry's file name is a
+/// content address of everything that determines its scores: the evaluated model's canonical
+/// weights, the model that crafts the attack when it is another one, the detector, the attack and
+/// its settings, and the set's images and labels with its name and role (in-distribution or OOD).
+/// So entries stay valid when other models or other sets of the same report change, and a changed
+/// model or image is recomputed. (The attack's random starts are seeded per set and batch, so a
+/// set's scores do not depend on the sets evaluated before it.)
 pub struct EvalCache {
     pub dir: PathBuf,
-    /// Evaluations read back in this run, and the seconds they took when they were computed.
+    /// Set results read back in this run, and the seconds they took when they were computed.
     pub hits: Cell<usize>,
     pub hit_seconds: Cell<f64>,
 }
 
 #[derive(Serialize, Deserialize)]
 struct CachedScores {
-    in_scores: SetScores,
-    out_scores: Vec<SetScores>,
+    scores: SetScores,
     seconds: f64,
 }
 
@@ -363,22 +365,24 @@ impl EvalCache {
         Self { dir, hits: Cell::new(0), hit_seconds: Cell::new(0.0) }
     }
 
-    fn entry(&self, model: &Model, detector: Detector, attack: &Attack, data: &EvalData) -> anyhow::Result<PathBuf> {
-        let mut digest = atd_core::digest::Digest::new()
-            .part(model.to_bytes()?)
-            .part(detector.name())
-            .part(attack.name())
-            .part(attack.cfg.key());
+    /// The part of every entry's address that one evaluation shares across its sets.
+    fn evaluation_key(&self, model: &Model, detector: Detector, attack: &Attack) -> anyhow::Result<Digest> {
+        let mut digest =
+            Digest::new().part(model.to_bytes()?).part(detector.name()).part(attack.name()).part(attack.cfg.key());
         if let Some((source, source_detector, _)) = &attack.source {
             digest = digest.part(source.to_bytes()?).part(source_detector.name());
         }
-        for (name, set) in
-            std::iter::once(("in", data.in_set)).chain(data.out_sets.iter().map(|(n, s)| (n.as_str(), s)))
-        {
-            let labels: Vec<u8> = set.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
-            digest = digest.part(name).part(&set.pixels).part(labels);
-        }
-        Ok(self.dir.join(format!("{}.json", &digest.hex()[..32])))
+        Ok(digest)
+    }
+
+    fn entry(&self, evaluation: &Digest, name: &str, set: &ImageSet, direction: Direction) -> PathBuf {
+        let role = match direction {
+            Direction::Out => "in-distribution",
+            Direction::In => "ood",
+        };
+        let labels: Vec<u8> = set.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+        let digest = evaluation.clone().part(role).part(name).part(&set.pixels).part(labels);
+        self.dir.join(format!("{}.json", &digest.hex()[..32]))
     }
 
     /// The cached scores, if the entry exists and reads back; a damaged entry is recomputed.
@@ -413,48 +417,50 @@ impl EvalData<'_> {
 /// Evaluate `detector` of `model` (in eval mode) under one attack.
 pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Attack, device: &Device) -> Evaluation {
     let name = attack.name();
-    let cached = data.cache.and_then(|c| match c.entry(model, detector, attack, data) {
-        Ok(path) => Some((c, path)),
+    let cache = data.cache.and_then(|c| match c.evaluation_key(model, detector, attack) {
+        Ok(key) => Some((c, key)),
         Err(e) => {
             eprintln!("warning: not caching this evaluation: {e:#}");
             None
         }
     });
-    if let Some(hit) = cached.as_ref().and_then(|(c, path)| c.read(path)) {
-        let mut result = Evaluation::from_scores(detector, name, attack.cfg.attack.eps, hit.in_scores, hit.out_scores);
-        result.seconds = hit.seconds;
-        result.transferred_from = attack.source_label();
-        eprintln!(
-            "{} under {}: from the cache (computed in {:.0} s), In-and-Out AUROC {:.3}",
-            detector.name(),
-            result.attack_with_budget(),
-            result.seconds,
-            result.auroc(Setting::InAndOut)
-        );
-        return result;
-    }
-    let started = std::time::Instant::now();
     let bar = crate::progress::bar(data.images() as u64, &format!("{} under {name}", detector.name()));
-    let in_scores = scores_under_attack(model, detector, data.in_set, Direction::Out, attack, device, &bar);
-    let outs: Vec<SetScores> = data
-        .out_sets
-        .iter()
-        .map(|(set_name, set)| SetScores {
-            name: set_name.clone(),
-            ..scores_under_attack(model, detector, set, Direction::In, attack, device, &bar)
-        })
-        .collect();
+    let (mut seconds, mut cached_sets) = (0.0, 0);
+    let mut scores = |set_name: &str, set: &ImageSet, direction: Direction| -> SetScores {
+        let entry = cache.as_ref().map(|(c, key)| (c, c.entry(key, set_name, set, direction)));
+        if let Some(hit) = entry.as_ref().and_then(|(c, path)| c.read(path)) {
+            bar.inc(set.len() as u64);
+            seconds += hit.seconds;
+            cached_sets += 1;
+            return hit.scores;
+        }
+        let started = std::time::Instant::now();
+        let scores = SetScores {
+            name: set_name.to_string(),
+            ..scores_under_attack(model, detector, set, direction, attack, device, &bar)
+        };
+        let set_seconds = started.elapsed().as_secs_f64();
+        if let Some((c, path)) = &entry {
+            c.write(path, &CachedScores { scores: scores.clone(), seconds: set_seconds });
+        }
+        seconds += set_seconds;
+        scores
+    };
+    let in_scores = scores("in", data.in_set, Direction::Out);
+    let outs: Vec<SetScores> = data.out_sets.iter().map(|(n, set)| scores(n, set, Direction::In)).collect();
     bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    if let Some((cache, path)) = &cached {
-        cache.write(path, &CachedScores { in_scores: in_scores.clone(), out_scores: outs.clone(), seconds });
-    }
     let mut result = Evaluation::from_scores(detector, name, attack.cfg.attack.eps, in_scores, outs);
     result.seconds = seconds;
     result.transferred_from = attack.source_label();
     // A line per evaluation: what a log keeps when stderr is not a terminal (no bar).
+    let sets = 1 + data.out_sets.len();
+    let from_cache = match cached_sets {
+        0 => String::new(),
+        n if n == sets => " (all read from the cache)".to_string(),
+        n => format!(" ({n} of its {sets} sets read from the cache)"),
+    };
     eprintln!(
-        "{} under {}: {} images in {:.0} s, In-and-Out AUROC {:.3}",
+        "{} under {}: {} images in {:.0} s{from_cache}, In-and-Out AUROC {:.3}",
         detector.name(),
         result.attack_with_budget(),
         data.images(),

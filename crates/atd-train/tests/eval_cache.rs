@@ -37,26 +37,40 @@ fn an_entry_is_reused_exactly_when_the_weights_attack_and_images_are_the_same() 
     let data = EvalData { in_set: &in_set, out_sets: &out_sets, cache: Some(&cache) };
     let pgd = Attack::new(AttackKind::Pgd, PgdConfig::new(8.0 / 255.0, 2));
 
+    // One entry per set: the in-distribution set and the OOD set.
     let first = evaluate(&model, Detector::Msp, &data, &pgd, &device);
-    assert_eq!((entries(&cache), cache.hits.get()), (1, 0));
+    assert_eq!((entries(&cache), cache.hits.get()), (2, 0));
     // The same weights loaded again (another Model value): read back, same numbers.
     let reloaded = Model::from_bytes(&model.to_bytes().unwrap(), &device).unwrap().valid();
     let again = evaluate(&reloaded, Detector::Msp, &data, &pgd, &device);
-    assert_eq!((entries(&cache), cache.hits.get()), (1, 1));
+    assert_eq!((entries(&cache), cache.hits.get()), (2, 2));
     assert_eq!(Setting::ALL.map(|s| again.auroc(s)), Setting::ALL.map(|s| first.auroc(s)));
 
-    // Other weights, another detector, another attack budget, a changed pixel: each a new entry.
+    // Other weights, another detector, another attack budget: each two new entries.
     evaluate(&other, Detector::Msp, &data, &pgd, &device);
     evaluate(&model, Detector::Atd, &data, &pgd, &device);
     evaluate(&model, Detector::Msp, &data, &Attack::new(AttackKind::Pgd, PgdConfig::new(4.0 / 255.0, 2)), &device);
+    assert_eq!((entries(&cache), cache.hits.get()), (8, 2));
+    // A changed pixel of the in-distribution set: that set is recomputed, the OOD set read back.
     let mut changed = in_set.clone();
     changed.pixels[0] = changed.pixels[0].wrapping_add(1);
     evaluate(&model, Detector::Msp, &EvalData { in_set: &changed, ..data }, &pgd, &device);
-    assert_eq!((entries(&cache), cache.hits.get()), (5, 1));
+    assert_eq!((entries(&cache), cache.hits.get()), (9, 3));
+    // Another OOD set added (as when an interrupted evaluation resumes): only it is computed,
+    // and the set evaluated alone scores exactly as within the whole evaluation.
+    let more_sets = vec![out_sets[0].clone(), ("shapes".to_string(), image_set(5, 5))];
+    let more = evaluate(&model, Detector::Msp, &EvalData { out_sets: &more_sets, ..data }, &pgd, &device);
+    assert_eq!((entries(&cache), cache.hits.get()), (10, 5));
+    let fresh = EvalCache::new(scratch("atd-eval-cache-fresh"));
+    let shapes_alone = EvalData { out_sets: &more_sets[1..], cache: Some(&fresh), ..data };
+    let alone = evaluate(&model, Detector::Msp, &shapes_alone, &pgd, &device);
+    assert_eq!(more.scores.1[1].attacked, alone.scores.1[0].attacked);
+    assert_eq!(more.scores.0.attacked, first.scores.0.attacked);
+    let _ = std::fs::remove_dir_all(&fresh.dir);
 
     // A transfer attack is keyed by the model it is crafted on, not only by its name.
     evaluate(&model, Detector::Atd, &data, &Attack::transfer(&model, Detector::Msp, "x".into(), 8.0 / 255.0), &device);
     evaluate(&model, Detector::Atd, &data, &Attack::transfer(&other, Detector::Msp, "x".into(), 8.0 / 255.0), &device);
-    assert_eq!((entries(&cache), cache.hits.get()), (7, 1));
+    assert_eq!((entries(&cache), cache.hits.get()), (14, 5));
     let _ = std::fs::remove_dir_all(&dir);
 }
