@@ -82,6 +82,11 @@ enum Command {
         /// Also write the results as JSON (a list: one entry per attack).
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Keep each image set's scores in this folder (`atd report`'s cache: the same entries and
+        /// keys), so an interrupted evaluation resumes where it stopped and a finished one, here
+        /// or in a report, is read back instead of recomputed.
+        #[arg(long)]
+        cache: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
     },
@@ -355,7 +360,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attack { weights, image, engine, detector, direction, pgd, out, perturbation } => {
             attack(&weights, &image, &AttackChoice { engine, detector, direction }, &pgd, &out, perturbation.as_deref())
         }
-        Command::Eval { weights, detector, data, attack, pgd, transfer, json, backend } => {
+        Command::Eval { weights, detector, data, attack, pgd, transfer, json, cache, backend } => {
             let device = backend.device()?;
             let model = Model::load(&weights, &device)?.valid();
             let detector = pick_detector(&model, detector)?;
@@ -365,7 +370,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 weights.display()
             );
             let (in_set, out_sets) = data.load(1000, 500)?;
-            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
+            let cache = cache.map(atd_train::eval::EvalCache::new);
+            let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: cache.as_ref() };
             let cfg = atd_train::PgdConfig::from(pgd.spec());
             let source = transfer.load(&device)?;
             let mut attacks: Vec<_> =
@@ -380,11 +386,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", result.markdown());
             }
             let images = data.images() * attacks.len();
-            println!(
-                "{images} image evaluations in {seconds:.0} s ({:.1}/s) on {}",
-                images as f64 / seconds,
-                weights.display()
-            );
+            // A rate over results partly read back from the cache would mean nothing.
+            let rate = match &cache {
+                Some(c) if c.hits.get() > 0 => {
+                    format!("{} per-set results read from {}", c.hits.get(), c.dir.display())
+                }
+                _ => format!("{:.1}/s", images as f64 / seconds),
+            };
+            println!("{images} image evaluations in {seconds:.0} s ({rate}) on {}", weights.display());
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_string_pretty(&results)?)
                     .with_context(|| format!("writing {}", path.display()))?;

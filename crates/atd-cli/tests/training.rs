@@ -596,22 +596,11 @@ fn report_writes_the_tables_and_figures() {
     let out = report();
     assert!(out.contains("wrote") && out.contains("(0 per-set results read from"), "{out}");
     let numbers_without_timing = || {
-        fn strip(v: &mut Value) {
-            match v {
-                Value::Object(m) => {
-                    m.remove("seconds");
-                    m.values_mut().for_each(strip);
-                }
-                Value::Array(a) => a.iter_mut().for_each(strip),
-                _ => {}
-            }
-        }
         let mut v: Value =
             serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
-        strip(&mut v);
+        strip_seconds(&mut v);
         v
     };
-    let first_numbers = numbers_without_timing();
     let md = std::fs::read_to_string(&page).unwrap();
     for needle in [
         "## Table 1",
@@ -641,6 +630,40 @@ fn report_writes_the_tables_and_figures() {
     let numbers: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
     assert!(numbers["table1"].as_array().unwrap().len() >= 10, "ATD x3, the paper recipe x3 and the baselines");
 
+    // `atd eval --cache` shares the report's entries: an evaluation the report made (here the
+    // standard file's Mahalanobis detector under PGD-2) is read back, not recomputed, and gives
+    // the report's numbers.
+    let eval_json = temp("report-eval").with_extension("json");
+    let mut eval_args: Vec<String> = vec![
+        "eval".into(),
+        standard.to_str().unwrap().into(),
+        "--detector=md".into(),
+        "--steps=2".into(),
+        format!("--cache={}", cache.display()),
+        format!("--json={}", eval_json.display()),
+    ];
+    eval_args.extend(tiny_eval_data(data.to_str().unwrap(), "24").map(str::to_string));
+    let out = run(&eval_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("(2 per-set results read from"), "{out}");
+    let mut evaluated: Value = serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    strip_seconds(&mut evaluated);
+    let first_numbers = numbers_without_timing();
+    let reported = first_numbers["table1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "standard" && r["evaluation"]["detector"] == "md")
+        .expect("the standard MD row");
+    // The eps of the report's page went through f64; compare it as the f32 it is.
+    let eps = |v: &Value| v["eps"].as_f64().unwrap() as f32;
+    let without_eps = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("eps");
+        v
+    };
+    assert_eq!(eps(&evaluated[0]), eps(&reported["evaluation"]));
+    assert_eq!(without_eps(&evaluated[0]), without_eps(&reported["evaluation"]), "eval --cache vs the report");
+
     // Rerun (as after an interruption) with one cache entry damaged: that set's evaluation is
     // recomputed, every other one is read back, and the numbers are the same.
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
@@ -665,6 +688,18 @@ fn report_writes_the_tables_and_figures() {
         2500,
     );
     assert_eq!(numbers_without_timing(), first_numbers);
+}
+
+/// `v` without its timing fields (every "seconds"), at any depth.
+fn strip_seconds(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("seconds");
+            m.values_mut().for_each(strip_seconds);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_seconds),
+        _ => {}
+    }
 }
 
 /// Every entry of a report cache parses (a kill never leaves a torn one).
