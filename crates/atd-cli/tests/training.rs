@@ -413,6 +413,34 @@ fn init_continues_a_trained_detector_and_refuses_one_of_another_extractor() {
 }
 
 #[test]
+fn discriminator_widths_are_a_recipe_choice() {
+    let data = fixture_dir();
+    let extractor = standard_extractor().join("extractor.safetensors");
+    let (data, extractor) = (data.to_str().unwrap(), extractor.to_str().unwrap());
+    let train_with = |name: &str, extra: &[&str]| {
+        let out = temp(name);
+        let mut args = atd_args(data, extractor, out.to_str().unwrap(), "1");
+        args.extend(extra);
+        (atd(&args), out)
+    };
+    let ((ok, _, err), out) = train_with("atd-widths", &["--discriminator-widths", "24,12"]);
+    assert!(ok, "{err}");
+    let file = out.join("atd.safetensors");
+    let weights = atd_core::Weights::from_bytes(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(weights.card.discriminator.as_ref().unwrap().widths, vec![24, 12]);
+    assert_eq!(weights.tensors["discriminator.output.weight"].data.len(), 12, "one logit from 12 hidden units");
+    let image = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/check-images/digit-0-chalk.png");
+    let scored = run(&["score", file.to_str().unwrap(), image.to_str().unwrap()]);
+    assert!(scored.lines().nth(1).is_some_and(|l| l.contains("digit-0-chalk.png")), "{scored}");
+
+    let ((ok, _, err), _) = train_with("atd-widths-zero", &["--discriminator-widths", "16,0"]);
+    assert!(!ok && err.contains("discriminator widths must be non-empty and positive"), "{err}");
+    let ((ok, _, err), _) =
+        train_with("atd-widths-init", &["--discriminator-widths", "16", "--init", file.to_str().unwrap()]);
+    assert!(!ok && err.contains("cannot be combined with --init"), "{err}");
+}
+
+#[test]
 fn frozen_generator_keeps_its_initial_weights() {
     let data = fixture_dir();
     let extractor = standard_extractor().join("extractor.safetensors");

@@ -59,6 +59,11 @@ pub struct AtdRecipe {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
+    /// Hidden widths of the discriminator, comma-separated. Default: the reference's layout scaled
+    /// to the feature size, [F, F/2, F/4, F/8] (on its 512-d features: 512,256,128,64).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discriminator_widths: Option<Vec<usize>>,
     #[arg(long, default_value_t = 20)]
     pub epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -273,9 +278,18 @@ impl AtdTraining {
             recipe.init.as_deref().map(|path| initial_detector(path, &recipe.extractor, &autodiff)).transpose()?;
         let mut card = extractor.card.clone();
         let f = card.extractor.feature_dim();
-        card.discriminator = Some(DiscriminatorSpec::for_features(f));
+        let scaled = DiscriminatorSpec::for_features(f);
+        card.discriminator = Some(match &recipe.discriminator_widths {
+            Some(widths) => DiscriminatorSpec { widths: widths.clone(), ..scaled },
+            None => scaled,
+        });
         card.generator = Some(GeneratorSpec::for_features(f));
         if let Some(init) = &init {
+            anyhow::ensure!(
+                recipe.discriminator_widths.is_none(),
+                "--discriminator-widths cannot be combined with --init: the discriminator comes from {}",
+                recipe.init.as_ref().map_or(String::new(), |p| p.display().to_string())
+            );
             card.discriminator.clone_from(&init.card.discriminator);
             card.generator.clone_from(&init.card.generator);
         }
