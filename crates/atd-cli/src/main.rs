@@ -77,6 +77,10 @@ enum Command {
         attack: Vec<atd_train::eval::AttackKind>,
         #[command(flatten)]
         pgd: PgdArgs,
+        /// PGD (on the detector or the classifier) keeps each image's best point over all its
+        /// steps, as the page's attack does, instead of its last iterate (the paper's PGD).
+        #[arg(long)]
+        best_of_steps: bool,
         #[command(flatten)]
         transfer: TransferArgs,
         /// Also write the results as JSON (a list: one entry per attack).
@@ -360,7 +364,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Attack { weights, image, engine, detector, direction, pgd, out, perturbation } => {
             attack(&weights, &image, &AttackChoice { engine, detector, direction }, &pgd, &out, perturbation.as_deref())
         }
-        Command::Eval { weights, detector, data, attack, pgd, transfer, json, cache, backend } => {
+        Command::Eval { weights, detector, data, attack, pgd, best_of_steps, transfer, json, cache, backend } => {
             let device = backend.device()?;
             let model = Model::load(&weights, &device)?.valid();
             let detector = pick_detector(&model, detector)?;
@@ -374,8 +378,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: cache.as_ref() };
             let cfg = atd_train::PgdConfig::from(pgd.spec());
             let source = transfer.load(&device)?;
-            let mut attacks: Vec<_> =
-                attack.iter().map(|&kind| atd_train::eval::Attack::new(kind, cfg.clone())).collect();
+            let mut attacks: Vec<_> = attack
+                .iter()
+                .map(|&kind| {
+                    // Only PGD has a last iterate to replace; APGD always keeps its best point.
+                    let runs_pgd =
+                        matches!(kind, atd_train::eval::AttackKind::Pgd | atd_train::eval::AttackKind::Classification);
+                    let cfg = atd_train::PgdConfig { best_of_steps: best_of_steps && runs_pgd, ..cfg.clone() };
+                    atd_train::eval::Attack::new(kind, cfg)
+                })
+                .collect();
             if let Some((m, d, name)) = &source {
                 attacks.push(atd_train::eval::Attack::transfer(m, *d, name.clone(), pgd.eps));
             }

@@ -528,6 +528,32 @@ fn eval_reports_the_four_settings_and_attacks_only_hurt() {
     }
     // White-box PGD hurts more than noise.
     assert!(auroc(0, 3) < auroc(2, 3), "PGD {} vs noise {}", auroc(0, 3), auroc(2, 3));
+
+    // Keeping each image's best point over the steps can only move its score further than the
+    // last iterate does, so every attacked AUROC is at most the plain PGD's.
+    let best_json = temp("eval-best").with_extension("json");
+    let mut best_args = vec![
+        "eval",
+        weights.to_str().unwrap(),
+        "--detector=msp",
+        "--steps=3",
+        "--best-of-steps",
+        "--json",
+        best_json.to_str().unwrap(),
+    ];
+    best_args.extend(tiny_eval_data(data.to_str().unwrap(), "40"));
+    assert!(run(&best_args).contains("PGD-3, best of steps"));
+    let best: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&best_json).unwrap()).unwrap();
+    let best_auroc = |k: usize| best[0]["average"][k]["auroc"].as_f64().unwrap();
+    assert_eq!(best_auroc(0), auroc(0, 0));
+    for k in 1..4 {
+        assert!(
+            best_auroc(k) <= auroc(0, k) + 1e-9,
+            "setting {k}: best of steps {} vs last {}",
+            best_auroc(k),
+            auroc(0, k)
+        );
+    }
 }
 
 /// The fixture data of the eval, check and report tests: the tiny CIFAR and OOD files, `limit`

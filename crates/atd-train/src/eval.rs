@@ -61,12 +61,13 @@ impl<'a> Attack<'a> {
         } else {
             String::new()
         };
+        let best = if self.cfg.best_of_steps { ", best of steps" } else { "" };
         let own = match self.kind {
-            AttackKind::Pgd => format!("PGD-{}{restarts}", self.cfg.attack.steps),
+            AttackKind::Pgd => format!("PGD-{}{restarts}{best}", self.cfg.attack.steps),
             AttackKind::Apgd => format!("APGD-{}{restarts}", self.cfg.attack.steps),
             AttackKind::Fgsm => "FGSM".to_string(),
             AttackKind::Noise => "random sign noise".to_string(),
-            AttackKind::Classification => format!("PGD-{}{restarts} on the classifier", self.cfg.attack.steps),
+            AttackKind::Classification => format!("PGD-{}{restarts}{best} on the classifier", self.cfg.attack.steps),
         };
         match self.source_label() {
             Some(source) => format!("{own} transferred from {source}"),
