@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use atd_core::attack::AttackSpec;
 use atd_core::data::ImageSet;
+use atd_train::eval::AttackKind;
 use atd_train::{Backend, Detector, Model, batches, dataset, model::to_vec, progress};
 use burn::tensor::Device;
 use clap::{Parser, Subcommand};
@@ -74,7 +75,7 @@ enum Command {
         data: DataArgs,
         /// Attacks, comma-separated; with several, their per-image worst case is reported too.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "pgd")]
-        attack: Vec<atd_train::eval::AttackKind>,
+        attack: Vec<AttackKind>,
         #[command(flatten)]
         pgd: PgdArgs,
         /// PGD (on the detector or the classifier) keeps each image's best point over all its
@@ -369,7 +370,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let model = Model::load(&weights, &device)?.valid();
             let detector = pick_detector(&model, detector)?;
             anyhow::ensure!(
-                model.card.classifier.is_some() || !attack.contains(&atd_train::eval::AttackKind::Classification),
+                model.card.classifier.is_some() || !attack.contains(&AttackKind::Classification),
                 "--attack classification needs a classifier head, and {} has none",
                 weights.display()
             );
@@ -382,8 +383,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|&kind| {
                     // Only PGD has a last iterate to replace; APGD always keeps its best point.
-                    let runs_pgd =
-                        matches!(kind, atd_train::eval::AttackKind::Pgd | atd_train::eval::AttackKind::Classification);
+                    let runs_pgd = matches!(kind, AttackKind::Pgd | AttackKind::Classification);
                     let cfg = atd_train::PgdConfig { best_of_steps: best_of_steps && runs_pgd, ..cfg.clone() };
                     atd_train::eval::Attack::new(kind, cfg)
                 })

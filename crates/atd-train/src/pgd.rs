@@ -18,7 +18,7 @@ pub struct PgdConfig {
     /// The box the inputs live in: [0, 1] for images; unbounded for features.
     pub bounds: (f32, f32),
     /// Return each sample's best point over every step (as the WGSL engine and the page do),
-    /// not the last iterate of each restart (the paper's PGD, what evaluations use).
+    /// not the last iterate of each restart (the paper's PGD, what evaluations use unless asked).
     pub best_of_steps: bool,
 }
 
