@@ -197,7 +197,7 @@ struct DataArgs {
     in_set: String,
     /// OOD test sets inside the data pack, comma-separated; `synthetic:<family>` draws a
     /// procedural family instead (e.g. the validation families synthetic:star-field,
-    /// synthetic:cells, synthetic:fractal-texture).
+    /// synthetic:cells, synthetic:fractal-texture, synthetic:pen-curves).
     #[arg(
         long = "out",
         value_delimiter = ',',

@@ -347,7 +347,7 @@ fn extended_outliers_change_training_and_select_on_unseen_sets() {
             let (clean, attacked) = (format!("val_auroc{suffix}"), format!("val_pgd10_in_out_auroc{suffix}"));
             (line[&clean].as_f64().unwrap() + line[&attacked].as_f64().unwrap()) / 2.0
         };
-        let sets = ["", "_star-field", "_cells", "_fractal-texture", "_zoom"];
+        let sets = ["", "_star-field", "_cells", "_fractal-texture", "_pen-curves", "_zoom"];
         let mean = sets.iter().map(|s| both(s)).sum::<f64>() / sets.len() as f64;
         assert!((line["val_selection_auroc"].as_f64().unwrap() - mean).abs() < 1e-12, "{line}");
     }

@@ -19,7 +19,7 @@ const S: usize = IMAGE_SIZE;
 pub const TRAIN_FAMILIES: [&str; 8] =
     ["noise", "flat", "gradient", "stripes", "shapes", "strokes", "glyphs", "blur-texture"];
 /// The procedural families held out for validation.
-pub const VAL_FAMILIES: [&str; 3] = ["star-field", "cells", "fractal-texture"];
+pub const VAL_FAMILIES: [&str; 4] = ["star-field", "cells", "fractal-texture", "pen-curves"];
 
 /// An image being drawn, channels-last floats in [0, 1].
 struct Canvas {
@@ -234,6 +234,32 @@ fn draw(family: &str, rng: &mut Rng) -> Canvas {
                 [(base + contrast * (v - 0.5)).clamp(0.0, 1.0); 3]
             })
         }
+        "pen-curves" => {
+            // One or two smooth, thick, light pen curves centred on a dark ground, as a scanned
+            // digit or letter: handwriting drawn unlike the training strokes (straight segments,
+            // thinner, anywhere, mostly dark ink on light paper).
+            let ground = [0.1 * rng.uniform(); 3];
+            let ink = [0.8 + 0.2 * rng.uniform(); 3];
+            let width = 2.0 + rng.uniform() * 2.0;
+            let mut canvas = Canvas::filled(ground);
+            for _ in 0..1 + rng.below(2) {
+                let (ax, ay) = (3.0 + rng.uniform() * 7.0, 3.0 + rng.uniform() * 7.0);
+                let (fx, fy) = (1.0 + rng.below(3) as f32, 1.0 + rng.below(3) as f32);
+                let (px, py) = (rng.uniform() * std::f32::consts::TAU, rng.uniform() * std::f32::consts::TAU);
+                let (t0, span) = (rng.uniform() * std::f32::consts::TAU, std::f32::consts::PI * (1.0 + rng.uniform()));
+                let curve: Vec<(f32, f32)> = (0..=24)
+                    .map(|k| {
+                        let t = t0 + span * k as f32 / 24.0;
+                        (S as f32 / 2.0 + ax * (fx * t + px).sin(), S as f32 / 2.0 + ay * (fy * t + py).sin())
+                    })
+                    .collect();
+                canvas.paint(ink, |x, y| {
+                    let d = curve.windows(2).map(|w| segment_distance((x, y), w[0], w[1])).fold(f32::MAX, f32::min);
+                    width / 2.0 - d + 0.5
+                });
+            }
+            canvas
+        }
         other => unreachable!("unknown synthetic family {other}"),
     }
 }
@@ -424,6 +450,22 @@ mod tests {
         for k in 0..4 {
             let i = k * families.len() + families.iter().position(|&f| f == "stripes").unwrap();
             assert!(mean_and_spread(&set, i).1 > 1.0, "stripes without contrast");
+        }
+    }
+
+    /// The handwriting stand-in: gray, light ink on a dark ground, the ink away from the border
+    /// (centred, as scanned digits are), unlike the training strokes.
+    #[test]
+    fn pen_curves_are_light_centred_curves_on_a_dark_ground() {
+        let set = procedural(&["pen-curves"], 32, 7);
+        for i in 0..set.len() {
+            let img = set.image(i);
+            let plane = &img[..S * S];
+            assert!(plane == &img[S * S..2 * S * S] && plane == &img[2 * S * S..], "image {i} is not gray");
+            let inked = plane.iter().filter(|&&v| v >= 200).count();
+            assert!(inked >= 10 && inked < S * S / 2, "image {i}: {inked} pixels of ink");
+            let mut border = (0..S * S).filter(|p| [p % S, p / S].iter().any(|&c| c < 2 || c >= S - 2));
+            assert!(border.all(|p| plane[p] <= 26), "image {i}: ink at the border");
         }
     }
 

@@ -96,7 +96,7 @@ pub struct AtdRecipe {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub derived_outliers: usize,
     /// Procedural validation outliers from families never trained on (star fields, cell blobs,
-    /// fractal textures).
+    /// fractal textures, pen curves), split evenly between them.
     #[arg(long, default_value_t = 0)]
     #[serde(default, skip_serializing_if = "is_zero")]
     pub val_synthetic: usize,
