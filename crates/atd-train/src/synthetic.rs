@@ -463,8 +463,8 @@ mod tests {
             let plane = &img[..S * S];
             assert!(plane == &img[S * S..2 * S * S] && plane == &img[2 * S * S..], "image {i} is not gray");
             let inked = plane.iter().filter(|&&v| v >= 200).count();
-            assert!(inked >= 10 && inked < S * S / 2, "image {i}: {inked} pixels of ink");
-            let mut border = (0..S * S).filter(|p| [p % S, p / S].iter().any(|&c| c < 2 || c >= S - 2));
+            assert!((10..S * S / 2).contains(&inked), "image {i}: {inked} pixels of ink");
+            let mut border = (0..S * S).filter(|p| [p % S, p / S].iter().any(|c| !(2..S - 2).contains(c)));
             assert!(border.all(|p| plane[p] <= 26), "image {i}: ink at the border");
         }
     }
