@@ -441,6 +441,43 @@ fn discriminator_widths_are_a_recipe_choice() {
 }
 
 #[test]
+fn weight_averaging_is_what_gets_exported_and_resumes_exactly() {
+    let data = fixture_dir();
+    let extractor = standard_extractor().join("extractor.safetensors");
+    let (data, extractor) = (data.to_str().unwrap(), extractor.to_str().unwrap());
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = atd_args(data, extractor, out.to_str().unwrap(), "2");
+        args.extend(extra);
+        atd(&args)
+    };
+    let exported = |out: &Path| tensors(&out.join("atd.safetensors"));
+    let (plain, no_decay, averaged, resumed) =
+        (temp("atd-ema-plain"), temp("atd-ema-0"), temp("atd-ema-0.9"), temp("atd-ema-resumed"));
+    for (out, extra) in [(&plain, &[][..]), (&no_decay, &["--ema", "0"]), (&averaged, &["--ema", "0.9"])] {
+        let (ok, _, err) = train_with(out, extra);
+        assert!(ok, "{err}");
+    }
+    // Decay 0 keeps the last iterate: the plain run's file. The average is another one.
+    assert_eq!(exported(&no_decay), exported(&plain));
+    let key = "discriminator.output.weight";
+    assert_ne!(exported(&averaged)[key], exported(&plain)[key], "the average was not exported");
+    assert_eq!(
+        exported(&averaged)["extractor.blocks.0.conv1.weight"],
+        exported(&plain)["extractor.blocks.0.conv1.weight"]
+    );
+
+    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--stop-after", "1"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--resume"]);
+    assert!(ok, "{err}");
+    assert_eq!(log_without_timing(&resumed), log_without_timing(&averaged));
+    assert_eq!(exported(&resumed), exported(&averaged));
+
+    let (ok, _, err) = train_with(&temp("atd-ema-bad"), &["--ema", "1"]);
+    assert!(!ok && err.contains("a decay is in [0, 1)"), "{err}");
+}
+
+#[test]
 fn frozen_generator_keeps_its_initial_weights() {
     let data = fixture_dir();
     let extractor = standard_extractor().join("extractor.safetensors");

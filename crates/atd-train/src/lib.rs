@@ -1,6 +1,7 @@
 //! ATD on Burn: the models, end-to-end PGD, the detectors and their baselines, and the weights
 //! contract with `atd-core`. The `atd` binary (crate atd-cli) drives it.
 
+pub mod average;
 pub mod batches;
 pub mod bench;
 pub mod dataset;

@@ -121,6 +121,12 @@ pub struct AtdRecipe {
     #[arg(long, default_value_t = DEFAULT_VAL_ATTACK_STEPS)]
     #[serde(default = "default_val_attack_steps", skip_serializing_if = "is_default_val_attack_steps")]
     pub val_attack_steps: usize,
+    /// Keep an exponential moving average of the discriminator's weights with this decay
+    /// (e.g. 0.99), warmed up over the first steps; validation, model selection and the exported
+    /// file use the average instead of the last iterate.
+    #[arg(long, value_parser = parse_decay)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
     #[arg(long)]
     pub train_limit: Option<usize>,
     #[arg(long, default_value_t = 0)]
@@ -144,6 +150,14 @@ impl Selection {
 }
 
 /// Recipes from before a field existed serialise as they did then (resume compares recipes).
+fn parse_decay(text: &str) -> Result<f64, String> {
+    let decay: f64 = text.parse().map_err(|e| format!("{text}: {e}"))?;
+    if !(0.0..1.0).contains(&decay) {
+        return Err(format!("{text}: a decay is in [0, 1)"));
+    }
+    Ok(decay)
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -202,6 +216,8 @@ pub struct AtdTraining {
     /// Validation OOD sets besides the held-out outliers: each procedural family, and the
     /// derived near-OOD set.
     val_sets: Vec<(String, ImageSet)>,
+    /// The moving average of the network (only its discriminator is averaged), with `--ema`.
+    average: Option<AtdNet>,
     device: Device,
 }
 
@@ -304,6 +320,7 @@ impl AtdTraining {
         model.net.classifier = extractor.net.classifier;
         model.net.baselines = extractor.net.baselines;
         let adam = || AdamConfig::new().with_beta_1(0.5).with_beta_2(0.999).init();
+        let average = recipe.ema.map(|_| model.net.valid());
         Ok(Self {
             recipe,
             model,
@@ -316,6 +333,7 @@ impl AtdTraining {
             outlier_idx,
             val_ood_idx,
             val_sets,
+            average,
             device: device.clone(),
         })
     }
@@ -366,6 +384,12 @@ impl AtdTraining {
             scores.extend(to_vec(model.score(Detector::Atd, x)));
         }
         scores
+    }
+
+    /// What validation scores and the exported file holds: the average with `--ema`, otherwise
+    /// the network as trained.
+    fn kept_net(&self) -> &AtdNet {
+        self.average.as_ref().unwrap_or(&self.model.net)
     }
 
     fn card_with(&self, metrics: &Value) -> atd_core::card::ModelCard {
@@ -439,6 +463,12 @@ impl Training for AtdTraining {
             + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
         let grads = GradientsParams::from_grads(loss_d.backward(), &discriminator);
         let discriminator = self.optim_d.step(r.lr / 1.5, discriminator, grads);
+        let t = epoch * self.batches_per_epoch() + batch;
+        if let (Some(decay), Some(average)) = (r.ema, self.average.as_mut()) {
+            let previous = average.discriminator.take().expect("built with a discriminator");
+            average.discriminator =
+                Some(crate::average::update(previous, &discriminator, crate::average::warmed_up_decay(decay, t)));
+        }
 
         let generator = match r.generator {
             GeneratorMode::Frozen => generator,
@@ -449,6 +479,11 @@ impl Training for AtdTraining {
                 self.optim_g.step(r.lr, generator, grads)
             }
         };
+        if let Some(average) = self.average.as_mut() {
+            // Only D is averaged; G (whose BatchNorm statistics move even when frozen) is kept
+            // as trained, so the file stays the pair that trained together.
+            average.generator = Some(generator.valid());
+        }
         self.model.net.discriminator = Some(discriminator);
         self.model.net.generator = Some(generator);
         // "Accuracy": real in and real outliers on the right side of D's decision boundary.
@@ -456,7 +491,7 @@ impl Training for AtdTraining {
     }
 
     fn validate(&mut self, _epoch: usize) -> anyhow::Result<(serde_json::Map<String, Value>, f64)> {
-        let model = self.model.valid();
+        let model = Model { card: self.model.card.clone(), net: self.kept_net().valid() };
         let k = self.recipe.val_attack_size;
         let steps = self.recipe.val_attack_steps;
         let cfg = PgdConfig::from(AttackSpec::new(self.recipe.eps, steps).with_seed(11));
@@ -501,12 +536,20 @@ impl Training for AtdTraining {
         self.model.net = net;
     }
 
+    fn average(&self) -> Option<&AtdNet> {
+        self.average.as_ref()
+    }
+
+    fn set_average(&mut self, net: AtdNet) {
+        self.average = Some(net);
+    }
+
     fn optimizers(&mut self) -> Vec<(&'static str, &mut ModuleOptimizer)> {
         vec![("d", &mut self.optim_d), ("g", &mut self.optim_g)]
     }
 
     fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()> {
-        Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
+        Model { card: self.card_with(metrics), net: self.kept_net().clone() }.save(path)
     }
 
     /// The best model, with every detector's 95%-TPR threshold on the validation images.

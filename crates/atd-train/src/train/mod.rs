@@ -90,6 +90,12 @@ pub trait Training {
     /// The trained network and its optimizers, by name, for checkpoints.
     fn net(&self) -> &AtdNet;
     fn set_net(&mut self, net: AtdNet);
+    /// The weight average the recipe keeps beside the trained network, if it keeps one
+    /// (checkpointed with it).
+    fn average(&self) -> Option<&AtdNet> {
+        None
+    }
+    fn set_average(&mut self, _net: AtdNet) {}
     fn optimizers(&mut self) -> Vec<(&'static str, &mut ModuleOptimizer)>;
     /// Export the current model as a weights file with these validation metrics in its card.
     fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()>;
@@ -180,6 +186,13 @@ fn save_checkpoint(out: &Path, task: &mut impl Training, state: &Value) -> anyho
         .into_record()
         .save(tmp.join("net.bpk"))
         .map_err(|e| anyhow::anyhow!("saving the network: {e:?}"))?;
+    if let Some(average) = task.average() {
+        average
+            .clone()
+            .into_record()
+            .save(tmp.join("average.bpk"))
+            .map_err(|e| anyhow::anyhow!("saving the weight average: {e:?}"))?;
+    }
     for (name, optim) in task.optimizers() {
         optim
             .save(tmp.join(format!("optim-{name}.bpk")))
@@ -245,6 +258,14 @@ fn load_checkpoint(out: &Path, task: &mut impl Training) -> anyhow::Result<Value
         .try_load_record(record)
         .map_err(|e| anyhow::anyhow!("the checkpoint does not fit this model: {e:?}"))?;
     task.set_net(net);
+    if let Some(average) = task.average().cloned() {
+        let record = ModuleRecord::load(dir.join("average.bpk"))
+            .map_err(|e| anyhow::anyhow!("reading the checkpointed weight average: {e:?}"))?;
+        let average = average
+            .try_load_record(record)
+            .map_err(|e| anyhow::anyhow!("the checkpointed weight average does not fit this model: {e:?}"))?;
+        task.set_average(average);
+    }
     for (name, optim) in task.optimizers() {
         let path = dir.join(format!("optim-{name}.bpk"));
         let fresh = std::mem::replace(optim, burn::optim::SgdConfig::new().init());
