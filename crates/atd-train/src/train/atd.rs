@@ -149,7 +149,6 @@ impl Selection {
     }
 }
 
-/// Recipes from before a field existed serialise as they did then (resume compares recipes).
 fn parse_decay(text: &str) -> Result<f64, String> {
     let decay: f64 = text.parse().map_err(|e| format!("{text}: {e}"))?;
     if !(0.0..1.0).contains(&decay) {
@@ -158,6 +157,7 @@ fn parse_decay(text: &str) -> Result<f64, String> {
     Ok(decay)
 }
 
+/// Recipes from before a field existed serialise as they did then (resume compares recipes).
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -463,11 +463,11 @@ impl Training for AtdTraining {
             + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
         let grads = GradientsParams::from_grads(loss_d.backward(), &discriminator);
         let discriminator = self.optim_d.step(r.lr / 1.5, discriminator, grads);
-        let t = epoch * self.batches_per_epoch() + batch;
-        if let (Some(decay), Some(average)) = (r.ema, self.average.as_mut()) {
+        if let Some(decay) = r.ema {
+            let decay = crate::average::warmed_up_decay(decay, epoch * self.batches_per_epoch() + batch);
+            let average = self.average.as_mut().expect("kept with --ema");
             let previous = average.discriminator.take().expect("built with a discriminator");
-            average.discriminator =
-                Some(crate::average::update(previous, &discriminator, crate::average::warmed_up_decay(decay, t)));
+            average.discriminator = Some(crate::average::update(previous, &discriminator, decay));
         }
 
         let generator = match r.generator {
