@@ -160,6 +160,9 @@ enum Command {
         iterations: usize,
         #[arg(long, value_enum, default_value = "cpu")]
         backend: Backend,
+        /// One JSON object instead of text (what pkg-scripts/bench-peers.sh reads).
+        #[arg(long)]
+        json: bool,
     },
     /// Train a model (progress bar, per-epoch checkpoint, `--resume`, JSON-lines log).
     Train {
@@ -483,9 +486,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bench { arch, batch, iterations, backend } => {
+        Command::Bench { arch, batch, iterations, backend, json } => {
             let t = atd_train::bench::measure(arch.spec(), batch, iterations, &backend.device()?)?;
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if json {
+                let line = serde_json::json!({
+                    "arch": format!("{arch:?}").to_lowercase(), "batch": batch, "threads": threads,
+                    "train": t.train_images_per_second, "pgd": t.pgd_image_steps_per_second,
+                    "forward": t.forward_images_per_second,
+                });
+                println!("{line}");
+                return Ok(());
+            }
             println!(
                 "train step: {:.1} images/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)",
                 t.train_images_per_second
@@ -493,6 +505,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!(
                 "pgd step:   {:.1} image-steps/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)",
                 t.pgd_image_steps_per_second
+            );
+            println!(
+                "forward:    {:.1} images/s ({arch:?}, batch {batch}, {backend:?}, {threads} threads)",
+                t.forward_images_per_second
             );
             Ok(())
         }

@@ -31,6 +31,8 @@ fn log_without_timing(out: &Path) -> Vec<Value> {
             let m = v.as_object_mut().unwrap();
             m.remove("epoch_seconds");
             m.remove("images_per_second");
+            m.remove("train_cores");
+            m.remove("rss_mib");
             v
         })
         .collect()
@@ -87,6 +89,13 @@ fn standard_training_lowers_the_loss_and_resumes_exactly() {
     let l = losses(straight);
     assert_eq!(l.len(), 4);
     assert!(l[3] < l[0], "training loss did not fall: {l:?}");
+    // Every epoch says how busy the cores were and how much memory the process held.
+    for line in std::fs::read_to_string(straight.join("log.jsonl")).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let cores = v["train_cores"].as_f64().unwrap_or_else(|| panic!("no train_cores: {line}"));
+        assert!(cores > 0.0 && cores < 64.0, "{line}");
+        assert!(v["rss_mib"].as_f64().is_some_and(|m| m > 1.0), "{line}");
+    }
 
     let data = fixture_dir();
     let (data, out) = (data.to_str().unwrap(), temp("resumed"));

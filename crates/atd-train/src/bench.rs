@@ -16,6 +16,8 @@ pub struct Throughput {
     pub train_images_per_second: f64,
     /// Image-steps per second of PGD: one forward and one input-gradient pass per image.
     pub pgd_image_steps_per_second: f64,
+    /// Images per second through an eval-mode forward pass (logits, no autodiff).
+    pub forward_images_per_second: f64,
 }
 
 fn random_batch(batch: usize, seed: u64, device: &Device) -> (Tensor<4>, Vec<usize>) {
@@ -25,8 +27,8 @@ fn random_batch(batch: usize, seed: u64, device: &Device) -> (Tensor<4>, Vec<usi
     (tensor_from(pixels, [batch, 3, 32, 32], device), labels)
 }
 
-/// Time `iterations` training steps and `iterations` PGD steps of a freshly initialised 10-class
-/// model of `spec` on batches of `batch` random images, after one untimed warm-up of each.
+/// Time `iterations` training steps, PGD steps and forward passes of a freshly initialised
+/// 10-class model of `spec` on batches of `batch` random images, after one untimed warm-up of each.
 pub fn measure(spec: ExtractorSpec, batch: usize, iterations: usize, device: &Device) -> anyhow::Result<Throughput> {
     anyhow::ensure!(batch > 0 && iterations > 0, "--batch and --iterations must be at least 1");
     let autodiff = device.clone().autodiff();
@@ -53,8 +55,15 @@ pub fn measure(spec: ExtractorSpec, batch: usize, iterations: usize, device: &De
     let pgd_seconds = timed(iterations, || {
         let _ = crate::model::to_vec(input_gradient(&objective, &x).sum());
     });
+    let forward_seconds = timed(iterations, || {
+        let _ = crate::model::to_vec(attacker.logits(x.clone()).sum());
+    });
     let images = (batch * iterations) as f64;
-    Ok(Throughput { train_images_per_second: images / train_seconds, pgd_image_steps_per_second: images / pgd_seconds })
+    Ok(Throughput {
+        train_images_per_second: images / train_seconds,
+        pgd_image_steps_per_second: images / pgd_seconds,
+        forward_images_per_second: images / forward_seconds,
+    })
 }
 
 /// Seconds for `iterations` calls of `f` after one warm-up call.

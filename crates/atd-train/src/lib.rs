@@ -16,6 +16,7 @@ pub mod rng;
 pub mod synthetic;
 pub mod toy;
 pub mod train;
+pub mod usage;
 
 pub use detectors::Detector;
 pub use model::Model;

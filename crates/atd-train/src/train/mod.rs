@@ -325,6 +325,7 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
         }
         let bar = crate::progress::bar(per_epoch as u64, &format!("epoch {}/{}", epoch + 1, opts.epochs));
         let epoch_start = Instant::now();
+        let usage_start = crate::usage::Usage::now();
         let (mut loss_sum, mut acc_sum, mut acc_n, mut images) = (0.0, 0.0, 0usize, 0usize);
         for batch in 0..per_epoch {
             let stats = task.step(epoch, batch, (epoch * per_epoch + batch) as f64 / total_steps as f64)?;
@@ -350,6 +351,7 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
         }
         bar.finish_and_clear();
         let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let usage_trained = crate::usage::Usage::now();
         let (mut metrics, score) = task.validate(epoch)?;
         epoch += 1;
         epochs_this_run += 1;
@@ -361,6 +363,14 @@ pub fn run(task: &mut impl Training, opts: &RunOptions, recipe: &Value) -> anyho
         }
         metrics.insert("images_per_second".into(), json!(images as f64 / train_seconds));
         metrics.insert("epoch_seconds".into(), json!(epoch_start.elapsed().as_secs_f64()));
+        // How many cores the training steps kept busy, and the memory after validation: a leak
+        // or a serial stretch shows here, epoch by epoch.
+        if let (Some(before), Some(after)) = (usage_start, usage_trained) {
+            metrics.insert("train_cores".into(), json!(after.cores_since(&before, train_seconds)));
+        }
+        if let Some(now) = crate::usage::Usage::now() {
+            metrics.insert("rss_mib".into(), json!(now.rss_mib));
+        }
         let line = Value::Object(metrics);
         use std::io::Write;
         // One write call per line, so a kill never leaves half a line.
