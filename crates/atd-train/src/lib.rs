@@ -4,6 +4,7 @@
 pub mod average;
 pub mod batches;
 pub mod bench;
+pub mod conv;
 pub mod dataset;
 pub mod detectors;
 pub mod eval;

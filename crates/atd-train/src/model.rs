@@ -9,6 +9,8 @@ use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, Pa
 use burn::tensor::activation::{leaky_relu, relu, silu};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::conv::conv2d;
+
 fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
     match activation {
         Activation::Relu => relu(x),
@@ -67,11 +69,11 @@ impl PreActBlock {
         let pre = activate(self.bn0.forward(x.clone()), self.activation);
         let shortcut = match (&self.shortcut, self.shortcut_kind) {
             (None, _) => x,
-            (Some(conv), Shortcut::Conv1x1) => conv.forward(pre.clone()),
-            (Some(conv), Shortcut::Conv3x3) => conv.forward(x),
+            (Some(conv), Shortcut::Conv1x1) => conv2d(conv, pre.clone()),
+            (Some(conv), Shortcut::Conv3x3) => conv2d(conv, x),
         };
-        let out = self.conv1.forward(pre);
-        let out = self.conv2.forward(activate(self.bn1.forward(out), self.activation));
+        let out = conv2d(&self.conv1, pre);
+        let out = conv2d(&self.conv2, activate(self.bn1.forward(out), self.activation));
         out + shortcut
     }
 }
@@ -107,7 +109,7 @@ impl PreActResNet {
         let device = x.device();
         let mean = Tensor::<1>::from_floats(self.mean, &device).reshape([1, 3, 1, 1]);
         let inv_std = Tensor::<1>::from_floats(self.std.map(|s| 1.0 / s), &device).reshape([1, 3, 1, 1]);
-        let mut out = self.stem.forward((x - mean) * inv_std);
+        let mut out = conv2d(&self.stem, (x - mean) * inv_std);
         for block in &self.blocks {
             out = block.forward(out);
         }

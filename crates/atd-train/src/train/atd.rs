@@ -431,10 +431,14 @@ impl Training for AtdTraining {
             let cfg =
                 PgdConfig::from(AttackSpec::new(r.eps, r.attack_steps).with_seed(self.batch_seed(epoch, batch) as u32));
             let cfg_out = PgdConfig::from(cfg.attack.clone().with_seed(cfg.attack.seed ^ 0xA5A5));
-            (
-                Self::attack(&attacker, &x_in, Direction::Out, &cfg),
-                Self::attack(&attacker, &x_out, Direction::In, &cfg_out),
-            )
+            // The two attacks are independent: run side by side, one's serial stretches (Burn's
+            // CPU backend runs elementwise ops on the calling thread) overlap the other's
+            // parallel convolutions, instead of leaving a core idle.
+            std::thread::scope(|scope| {
+                let outliers = scope.spawn(|| Self::attack(&attacker, &x_out, Direction::In, &cfg_out));
+                let inliers = Self::attack(&attacker, &x_in, Direction::Out, &cfg);
+                (inliers, outliers.join().expect("the outlier attack panicked"))
+            })
         };
         let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
         let (f_in, f_out) = (feats.clone().narrow(0, 0, n), feats.narrow(0, n, n));

@@ -1,0 +1,525 @@
+//! The 2-D convolution of the extractor on Burn's CPU backend (flex), forward and both
+//! gradients, as one image per task: im2col by row copies, then one GEMM per image (the `gemm`
+//! crate that flex itself uses) straight into the output.
+//!
+//! Why: flex 0.22.1's convolution transposes the whole input to NHWC on the calling thread,
+//! gathers im2col element by element into a fresh zeroed buffer per tile and scatters the GEMM
+//! result back; its weight gradient is that same convolution with the batch as channels, and
+//! its input gradient a transposed convolution of the same make. Those stretches were most of
+//! a training step (docs/training.md, "Training speed"). Other backends (wgpu) and
+//! configurations this model never uses (groups, dilation, other dtypes) keep Burn's own op.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::{Autodiff, NodeId};
+use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, DispatchDevice, Flex, backend_extension};
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+/// `conv.forward(x)`, through this module's kernels on the CPU backend.
+pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match cpu_options(conv, &x) {
+        Some(options) => Tensor::from_dispatch(<burn::backend::Dispatch as CpuConv>::cpu_conv2d(
+            x.into_dispatch(),
+            conv.weight.val().into_dispatch(),
+            options,
+        )),
+        None => conv.forward(x),
+    }
+}
+
+/// The options of `conv` on `x` when this module's kernels run it: on flex (with or without
+/// autodiff), without bias, groups or dilation, with explicit or no padding (as model.rs builds
+/// every convolution). `None`: Burn's own op.
+fn cpu_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
+    let on_flex = matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_));
+    let simple = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1];
+    let padding = match conv.padding {
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Same => return None,
+    };
+    (on_flex && simple).then(|| ConvOptions::new_with_padding(conv.stride, padding, conv.dilation, conv.groups))
+}
+
+/// What a convolution needs to know of its operands, for one image.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    channels_in: usize,
+    height: usize,
+    width: usize,
+    channels_out: usize,
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    /// Padding before the first row and column; the end padding follows from the output size.
+    padding: [usize; 2],
+    out: [usize; 2],
+}
+
+impl Geometry {
+    fn new(x: &[usize], weight: &[usize], options: &ConvOptions<2>, out: [usize; 2]) -> Self {
+        Self {
+            batch: x[0],
+            channels_in: x[1],
+            height: x[2],
+            width: x[3],
+            channels_out: weight[0],
+            kernel: [weight[2], weight[3]],
+            stride: options.stride,
+            padding: options.padding_begin(),
+            out,
+        }
+    }
+
+    /// Rows of the im2col matrix: one per input channel and kernel position.
+    fn patch(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Columns of the im2col matrix: one per output position.
+    fn positions(&self) -> usize {
+        self.out[0] * self.out[1]
+    }
+
+    fn image_len(&self) -> usize {
+        self.channels_in * self.height * self.width
+    }
+
+    /// A 1x1 stride-1 convolution reads the image itself as its im2col matrix.
+    fn is_pointwise(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// For kernel offset `k` along an axis of input size `size`: the output range whose input
+    /// index `o * stride + k - pad` falls inside the image.
+    fn valid(out: usize, size: usize, stride: usize, k: usize, pad: usize) -> (usize, usize) {
+        let first = pad.saturating_sub(k).div_ceil(stride);
+        let last = (size + pad).saturating_sub(k).div_ceil(stride).min(out);
+        (first.min(last), last)
+    }
+
+    /// Visit every (im2col row, output row) pair whose input row exists: `f(row, oy, iy, span)`
+    /// where `span` = (first ox, last ox exclusive, first ix).
+    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, (usize, usize, usize))) {
+        let [kh, kw] = self.kernel;
+        let [sh, sw] = self.stride;
+        let [ph, pw] = self.padding;
+        let [oh, ow] = self.out;
+        for c in 0..self.channels_in {
+            for ki in 0..kh {
+                let (oy0, oy1) = Self::valid(oh, self.height, sh, ki, ph);
+                for kj in 0..kw {
+                    let row = (c * kh + ki) * kw + kj;
+                    let (ox0, ox1) = Self::valid(ow, self.width, sw, kj, pw);
+                    for oy in oy0..oy1 {
+                        let iy = oy * sh + ki - ph;
+                        f(row, oy, c * self.height + iy, (ox0, ox1, ox0 * sw + kj - pw));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The im2col matrix `[patch, positions]` of one image (zeros where the kernel hangs over).
+    fn im2col(&self, image: &[f32], col: &mut [f32]) {
+        col.fill(0.0);
+        let (ow, sw, l) = (self.out[1], self.stride[1], self.positions());
+        self.for_each_run(|row, oy, in_row, (ox0, ox1, ix0)| {
+            let dst = &mut col[row * l + oy * ow..][ox0..ox1];
+            let src = &image[in_row * self.width..][ix0..];
+            if sw == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                dst.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, s)| *d = *s);
+            }
+        });
+    }
+
+    /// The inverse scatter: add each im2col entry back onto the image position it came from.
+    fn col2im_add(&self, col: &[f32], image: &mut [f32]) {
+        let (ow, sw, l) = (self.out[1], self.stride[1], self.positions());
+        self.for_each_run(|row, oy, in_row, (ox0, ox1, ix0)| {
+            let src = &col[row * l + oy * ow..][ox0..ox1];
+            let dst = &mut image[in_row * self.width..][ix0..];
+            if sw == 1 {
+                dst[..src.len()].iter_mut().zip(src).for_each(|(d, s)| *d += *s);
+            } else {
+                dst.iter_mut().step_by(sw).zip(src).for_each(|(d, s)| *d += *s);
+            }
+        });
+    }
+}
+
+/// A strided matrix view for `gemm`: a row-major matrix or its transpose.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    /// Distance between neighbouring columns, and rows.
+    col_stride: usize,
+    row_stride: usize,
+}
+
+impl<'a> Mat<'a> {
+    fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        assert_eq!(data.len(), rows * cols, "matrix data does not match its shape");
+        Self { data, rows, cols, col_stride: 1, row_stride: cols }
+    }
+
+    fn t(self) -> Self {
+        Self { rows: self.cols, cols: self.rows, col_stride: self.row_stride, row_stride: self.col_stride, ..self }
+    }
+
+    /// Whether every element the view names lies inside its slice.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst = a * b` (or `dst += a * b` with `accumulate`), dst row-major `[a.rows, b.cols]`, on the
+/// calling thread (the callers parallelise over images).
+fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
+    assert_eq!(a.cols, b.rows, "inner dimensions differ");
+    assert_eq!(dst.len(), a.rows * b.cols, "destination does not match the product");
+    assert!(a.in_bounds() && b.in_bounds(), "a matrix view reaches past its data");
+    let (a_cs, a_rs, b_cs, b_rs) =
+        (a.col_stride as isize, a.row_stride as isize, b.col_stride as isize, b.row_stride as isize);
+    // SAFETY: the three slices hold exactly the matrices the shapes and strides describe
+    // (asserted above), and
+    // `dst` is borrowed mutably, so nothing aliases it.
+    unsafe {
+        gemm::gemm(
+            a.rows,
+            b.cols,
+            a.cols,
+            dst.as_mut_ptr(),
+            1,
+            b.cols as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Output spatial size of a convolution (Burn's formula, explicit begin and end padding).
+fn output_size(size: usize, kernel: usize, stride: usize, pad_begin: usize, pad_end: usize) -> usize {
+    (size + pad_begin + pad_end - kernel) / stride + 1
+}
+
+fn f32_data(t: &FlexTensor) -> (Vec<usize>, FlexTensor) {
+    let t = t.to_contiguous();
+    (t.layout().shape().to_vec(), t)
+}
+
+type FlexTensor = FloatTensor<Flex>;
+
+fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
+    Flex::float_from_data(TensorData::new(values, shape), &Default::default())
+}
+
+fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let ((xs, x), (ws, w)) = (f32_data(x), f32_data(weight));
+    let [pt, pl] = options.padding_begin();
+    let [pb, pr] = options.padding_end();
+    let out =
+        [output_size(xs[2], ws[2], options.stride[0], pt, pb), output_size(xs[3], ws[3], options.stride[1], pl, pr)];
+    let g = Geometry::new(&xs, &ws, options, out);
+    let (x, w) = (x.storage::<f32>(), w.storage::<f32>());
+    let weights = Mat::new(w, g.channels_out, g.patch());
+    let mut y = vec![0.0f32; g.batch * g.channels_out * g.positions()];
+    y.par_chunks_mut(g.channels_out * g.positions()).enumerate().for_each_init(
+        || vec![0.0f32; if g.is_pointwise() { 0 } else { g.patch() * g.positions() }],
+        |col, (b, out)| {
+            let image = &x[b * g.image_len()..][..g.image_len()];
+            let col = if g.is_pointwise() {
+                image
+            } else {
+                g.im2col(image, col);
+                col
+            };
+            matmul(out, weights, Mat::new(col, g.patch(), g.positions()), false);
+        },
+    );
+    flex_tensor(y, vec![g.batch, g.channels_out, out[0], out[1]])
+}
+
+fn geometry_of(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Geometry {
+    let gs = grad.layout().shape().to_vec();
+    Geometry::new(x.layout().shape(), weight.layout().shape(), options, [gs[2], gs[3]])
+}
+
+fn input_gradient(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let g = geometry_of(x, weight, grad, options);
+    let ((_, w), (_, grad)) = (f32_data(weight), f32_data(grad));
+    let (w, grad) = (w.storage::<f32>(), grad.storage::<f32>());
+    let weights_t = Mat::new(w, g.channels_out, g.patch()).t();
+    let per_image = g.channels_out * g.positions();
+    let mut dx = vec![0.0f32; g.batch * g.image_len()];
+    dx.par_chunks_mut(g.image_len()).enumerate().for_each_init(
+        || vec![0.0f32; g.patch() * g.positions()],
+        |col, (b, image)| {
+            let upstream = Mat::new(&grad[b * per_image..][..per_image], g.channels_out, g.positions());
+            if g.is_pointwise() {
+                matmul(image, weights_t, upstream, false);
+            } else {
+                matmul(col, weights_t, upstream, false);
+                g.col2im_add(col, image);
+            }
+        },
+    );
+    flex_tensor(dx, vec![g.batch, g.channels_in, g.height, g.width])
+}
+
+fn weight_gradient(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+    let g = geometry_of(x, weight, grad, options);
+    let ((_, x), (_, grad)) = (f32_data(x), f32_data(grad));
+    let (x, grad) = (x.storage::<f32>(), grad.storage::<f32>());
+    let per_image = g.channels_out * g.positions();
+    let len = g.channels_out * g.patch();
+    // Each task sums its images into its own partial gradient; the partials are added at the end.
+    let dw = (0..g.batch)
+        .into_par_iter()
+        .fold(
+            || (vec![0.0f32; len], vec![0.0f32; if g.is_pointwise() { 0 } else { g.patch() * g.positions() }]),
+            |(mut dw, mut col), b| {
+                let image = &x[b * g.image_len()..][..g.image_len()];
+                let col_ref = if g.is_pointwise() {
+                    image
+                } else {
+                    g.im2col(image, &mut col);
+                    &col
+                };
+                let upstream = Mat::new(&grad[b * per_image..][..per_image], g.channels_out, g.positions());
+                matmul(&mut dw, upstream, Mat::new(col_ref, g.patch(), g.positions()).t(), true);
+                (dw, col)
+            },
+        )
+        .map(|(dw, _)| dw)
+        .reduce(
+            || vec![0.0f32; len],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            },
+        );
+    flex_tensor(dw, weight.layout().shape().to_vec())
+}
+
+/// The convolution as a Burn backend extension: flex runs this module's kernels, autodiff
+/// records one node whose backward calls them.
+#[backend_extension(Flex, Autodiff)]
+pub trait CpuConv: Backend {
+    fn cpu_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
+    fn cpu_conv2d_x_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+    fn cpu_conv2d_weight_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Self>;
+}
+
+/// Only f32 runs here; anything else takes flex's own op.
+fn all_f32(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F32)
+}
+
+impl CpuConv for Flex {
+    fn cpu_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+        if !all_f32(&[&x, &weight]) {
+            return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
+        }
+        forward(&x, &weight, &options)
+    }
+
+    fn cpu_conv2d_x_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &weight, &grad]) {
+            return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options);
+        }
+        input_gradient(&x, &weight, &grad, &options)
+    }
+
+    fn cpu_conv2d_weight_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> FlexTensor {
+        if !all_f32(&[&x, &weight, &grad]) {
+            return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, weight, grad, options);
+        }
+        weight_gradient(&x, &weight, &grad, &options)
+    }
+}
+
+#[derive(Debug)]
+struct CpuConvBackward;
+
+impl<B: Backend + CpuConv> Backward<B, 2> for CpuConvBackward {
+    type State = (NodeId, NodeId, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_x, node_weight] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (x_state, weight_state, options) = ops.state;
+        let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+        let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+        if let Some(node) = node_x {
+            let dx = B::cpu_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+            grads.register::<B>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<B>(node.id, B::cpu_conv2d_weight_backward(x, weight, grad, options));
+        }
+    }
+}
+
+impl<B: Backend + CpuConv, C: CheckpointStrategy> CpuConv for Autodiff<B, C> {
+    fn cpu_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+        match CpuConvBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let out = B::cpu_conv2d(x.into_primitive(), weight.into_primitive(), options.clone());
+                prep.finish((x_state, weight_state, options), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::cpu_conv2d(x.into_primitive(), weight.into_primitive(), options))
+            }
+        }
+    }
+
+    fn cpu_conv2d_x_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        unimplemented!("second-order gradients of the convolution are not needed here")
+    }
+
+    fn cpu_conv2d_weight_backward(
+        _x: FloatTensor<Self>,
+        _weight: FloatTensor<Self>,
+        _grad: FloatTensor<Self>,
+        _options: ConvOptions<2>,
+    ) -> FloatTensor<Self> {
+        unimplemented!("second-order gradients of the convolution are not needed here")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::Device;
+
+    use super::*;
+    use crate::model::{tensor_from, to_vec};
+    use crate::rng::Rng;
+
+    fn random(shape: [usize; 4], rng: &mut Rng, device: &Device) -> Tensor<4> {
+        tensor_from((0..shape.iter().product()).map(|_| rng.uniform() - 0.5).collect(), shape, device)
+    }
+
+    fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
+        to_vec(a).iter().zip(to_vec(b)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    }
+
+    /// Output, input gradient and weight gradient of `conv` on `x` under upstream gradient `g`,
+    /// through `run`.
+    fn outputs(
+        conv: &Conv2d,
+        x: &Tensor<4>,
+        g: &Tensor<4>,
+        run: impl Fn(&Conv2d, Tensor<4>) -> Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let leaf = x.clone().require_grad();
+        let y = run(conv, leaf.clone());
+        let grads = (y.clone() * g.clone()).sum().backward();
+        let dx = leaf.grad(&grads).expect("x is tracked");
+        let dw = conv.weight.val().grad(&grads).expect("the weight is tracked");
+        (y.detach(), dx, dw)
+    }
+
+    #[test]
+    fn matches_burns_convolution_and_both_gradients() {
+        let device = Device::flex().autodiff();
+        let mut rng = Rng::new(3);
+        // (in, out, size, kernel, stride, padding top/left/bottom/right): every convolution the
+        // presets build, the paper's bottom-and-right padding included, and odd sizes.
+        let cases = [
+            (3, 4, 9, 3, 1, (1, 1, 1, 1)),
+            (4, 6, 8, 3, 2, (1, 1, 1, 1)),
+            (4, 6, 8, 3, 2, (0, 0, 1, 1)),
+            (5, 3, 7, 3, 2, (1, 1, 1, 1)),
+            (4, 6, 8, 1, 2, (0, 0, 0, 0)),
+            (6, 4, 5, 1, 1, (0, 0, 0, 0)),
+            (2, 3, 6, 3, 1, (0, 0, 0, 0)),
+        ];
+        for (cin, cout, size, kernel, stride, (top, left, bottom, right)) in cases {
+            let conv = Conv2dConfig::new([cin, cout], [kernel, kernel])
+                .with_stride([stride, stride])
+                .with_padding(PaddingConfig2d::Explicit(top, left, bottom, right))
+                .with_bias(false)
+                .init(&device);
+            let x = random([3, cin, size, size], &mut rng, &device);
+            let out = (size + top + bottom - kernel) / stride + 1;
+            let g = random([3, cout, out, out], &mut rng, &device);
+            let ours = outputs(&conv, &x, &g, conv2d);
+            let burns = outputs(&conv, &x, &g, |c, x| c.forward(x));
+            let case = format!("{cin}->{cout} {size}x{size} k{kernel} s{stride} pad {top},{left},{bottom},{right}");
+            assert!(cpu_options(&conv, &x).is_some(), "{case}: not run by this module");
+            assert_eq!(ours.0.dims(), burns.0.dims(), "{case}");
+            for (name, a, b) in [("output", ours.0, burns.0), ("input gradient", ours.1, burns.1)] {
+                assert!(max_difference(a, b) < 1e-5, "{case}: {name} differs");
+            }
+            assert!(max_difference(ours.2, burns.2) < 1e-4, "{case}: weight gradient differs");
+        }
+    }
+
+    #[test]
+    fn plain_tensors_run_here_and_a_bias_keeps_burns_op() {
+        let mut rng = Rng::new(4);
+        let plain = Device::flex();
+        let conv = Conv2dConfig::new([2, 3], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(&plain);
+        let x = random([2, 2, 5, 5], &mut rng, &plain);
+        // This conv has a bias, so it takes Burn's path; without one, ours, with the same result.
+        assert!(cpu_options(&conv, &x).is_none());
+        let with_bias = conv2d(&conv, x.clone());
+        let conv = Conv2d { bias: None, ..conv };
+        assert!(cpu_options(&conv, &x).is_some());
+        assert!(max_difference(conv2d(&conv, x.clone()), conv.forward(x.clone())) < 1e-5);
+        assert!(max_difference(with_bias, conv.forward(x)) > 1e-6, "the bias was dropped");
+    }
+}
