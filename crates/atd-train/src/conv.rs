@@ -16,7 +16,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Backend, DispatchDevice, Flex, backend_extension};
+use burn::backend::{AutodiffBackend, Backend, DispatchDevice, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{DType, Tensor, TensorData};
@@ -420,22 +420,25 @@ impl<B: Backend + CpuConv, C: CheckpointStrategy> CpuConv for Autodiff<B, C> {
         }
     }
 
+    // The gradients themselves, as constants: nothing here differentiates a gradient again.
     fn cpu_conv2d_x_backward(
-        _x: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _options: ConvOptions<2>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        unimplemented!("second-order gradients of the convolution are not needed here")
+        let (x, weight, grad) = (x.into_primitive(), weight.into_primitive(), grad.into_primitive());
+        Self::from_inner(B::cpu_conv2d_x_backward(x, weight, grad, options))
     }
 
     fn cpu_conv2d_weight_backward(
-        _x: FloatTensor<Self>,
-        _weight: FloatTensor<Self>,
-        _grad: FloatTensor<Self>,
-        _options: ConvOptions<2>,
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        unimplemented!("second-order gradients of the convolution are not needed here")
+        let (x, weight, grad) = (x.into_primitive(), weight.into_primitive(), grad.into_primitive());
+        Self::from_inner(B::cpu_conv2d_weight_backward(x, weight, grad, options))
     }
 }
 
