@@ -105,8 +105,9 @@ impl Geometry {
         (first.min(last), last)
     }
 
-    /// Visit every (im2col row, output row) pair whose input row exists: `f(row, oy, iy, span)`
-    /// where `span` = (first ox, last ox exclusive, first ix).
+    /// Visit every (im2col row, output row) pair whose input row exists:
+    /// `f(row, oy, in_row, span)`, `in_row` counting image rows across channels, `span` = (first
+    /// ox, last ox exclusive, the input column of the first ox).
     fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize, (usize, usize, usize))) {
         let [kh, kw] = self.kernel;
         let [sh, sw] = self.stride;

@@ -437,7 +437,7 @@ impl Training for AtdTraining {
             std::thread::scope(|scope| {
                 let outliers = scope.spawn(|| Self::attack(&attacker, &x_out, Direction::In, &cfg_out));
                 let inliers = Self::attack(&attacker, &x_in, Direction::Out, &cfg);
-                (inliers, outliers.join().expect("the outlier attack panicked"))
+                (inliers, outliers.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         };
         let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
