@@ -181,13 +181,6 @@ impl<'a> Mat<'a> {
     fn t(self) -> Self {
         Self { rows: self.cols, cols: self.rows, col_stride: self.row_stride, row_stride: self.col_stride, ..self }
     }
-
-    /// Whether every element the view names lies inside its slice.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
-    }
 }
 
 /// `dst = a * b` (or `dst += a * b` with `accumulate`), dst row-major `[a.rows, b.cols]`, on the
@@ -195,11 +188,11 @@ impl<'a> Mat<'a> {
 fn matmul(dst: &mut [f32], a: Mat, b: Mat, accumulate: bool) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     assert_eq!(dst.len(), a.rows * b.cols, "destination does not match the product");
-    assert!(a.in_bounds() && b.in_bounds(), "a matrix view reaches past its data");
     let (a_cs, a_rs, b_cs, b_rs) =
         (a.col_stride as isize, a.row_stride as isize, b.col_stride as isize, b.row_stride as isize);
-    // SAFETY: the three slices hold exactly the matrices the shapes and strides describe
-    // (asserted above), and `dst` is borrowed mutably, so nothing aliases it.
+    // SAFETY: the three slices hold exactly the matrices the shapes and strides describe (views
+    // come only from `Mat::new`, which checks the length, and `t`, which keeps it; `dst` is
+    // checked above), and `dst` is borrowed mutably, so nothing aliases it.
     unsafe {
         gemm::gemm(
             a.rows,
@@ -230,9 +223,8 @@ fn output_size(size: usize, kernel: usize, stride: usize, pad_begin: usize, pad_
     (size + pad_begin + pad_end - kernel) / stride + 1
 }
 
-fn f32_data(t: &FlexTensor) -> (Vec<usize>, FlexTensor) {
-    let t = t.to_contiguous();
-    (t.layout().shape().to_vec(), t)
+fn shape(t: &FlexTensor) -> Vec<usize> {
+    t.layout().shape().to_vec()
 }
 
 type FlexTensor = FloatTensor<Flex>;
@@ -242,7 +234,8 @@ fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
 }
 
 fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
-    let ((xs, x), (ws, w)) = (f32_data(x), f32_data(weight));
+    let (xs, ws) = (shape(x), shape(weight));
+    let (x, w) = (x.to_contiguous(), weight.to_contiguous());
     let [pt, pl] = options.padding_begin();
     let [pb, pr] = options.padding_end();
     let out =
@@ -268,13 +261,13 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Fle
 }
 
 fn geometry_of(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Geometry {
-    let gs = grad.layout().shape().to_vec();
-    Geometry::new(x.layout().shape(), weight.layout().shape(), options, [gs[2], gs[3]])
+    let gs = shape(grad);
+    Geometry::new(&shape(x), &shape(weight), options, [gs[2], gs[3]])
 }
 
 fn input_gradient(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = geometry_of(x, weight, grad, options);
-    let ((_, w), (_, grad)) = (f32_data(weight), f32_data(grad));
+    let (w, grad) = (weight.to_contiguous(), grad.to_contiguous());
     let (w, grad) = (w.storage::<f32>(), grad.storage::<f32>());
     let weights_t = Mat::new(w, g.channels_out, g.patch()).t();
     let per_image = g.channels_out * g.positions();
@@ -299,7 +292,7 @@ const IMAGES_PER_PARTIAL_SUM: usize = 16;
 
 fn weight_gradient(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let g = geometry_of(x, weight, grad, options);
-    let ((_, x), (_, grad)) = (f32_data(x), f32_data(grad));
+    let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
     let (x, grad) = (x.storage::<f32>(), grad.storage::<f32>());
     let per_image = g.channels_out * g.positions();
     let len = g.channels_out * g.patch();
@@ -342,7 +335,7 @@ fn weight_gradient(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, optio
     for partial in &partials {
         dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
     }
-    flex_tensor(dw, weight.layout().shape().to_vec())
+    flex_tensor(dw, shape(weight))
 }
 
 /// `dst = src^T` for a row-major `[rows, cols]` `src`, in square tiles so that both sides stay
