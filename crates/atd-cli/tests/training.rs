@@ -233,6 +233,52 @@ fn every_extractor_method_trains_and_exports_every_baseline() {
     assert!(!ok && err.contains("--helper"), "{err}");
 }
 
+#[test]
+fn extractor_weight_averaging_with_noisy_fgsm_is_exported_logged_and_resumes_exactly() {
+    let data = fixture_dir();
+    let data = data.to_str().unwrap();
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = extractor_args(data, out.to_str().unwrap(), "2");
+        args.extend(["--method", "at", "--train-limit", "64"]);
+        // N-FGSM unless the case names its own attack.
+        if !extra.contains(&"--attack") {
+            args.extend(["--attack", "nfgsm"]);
+        }
+        args.extend(extra);
+        atd(&args)
+    };
+    let exported = |out: &Path| tensors(&out.join("extractor.safetensors"));
+    let (plain, no_decay, averaged, resumed, fgsm) =
+        (temp("ext-ema-plain"), temp("ext-ema-0"), temp("ext-ema-0.9"), temp("ext-ema-resumed"), temp("ext-fgsm"));
+    for (out, extra) in [
+        (&plain, &[][..]),
+        (&no_decay, &["--ema", "0"]),
+        (&averaged, &["--ema", "0.9"]),
+        (&fgsm, &["--attack", "fgsm"]),
+    ] {
+        let (ok, _, err) = train_with(out, extra);
+        assert!(ok, "{err}");
+    }
+    // The attack is part of the recipe: N-FGSM trains on other images than FGSM-RS.
+    assert_ne!(losses(&plain), losses(&fgsm));
+    // Decay 0 keeps the last iterate: the plain run's weights. The average is another network,
+    // and the log scores both it and the live weights.
+    let key = "extractor.blocks.0.conv1.weight";
+    assert_eq!(exported(&no_decay)[key], exported(&plain)[key]);
+    assert_ne!(exported(&averaged)[key], exported(&plain)[key], "the average was not exported");
+    for line in log_without_timing(&averaged) {
+        assert!(line["live_val_pgd10_accuracy"].is_number() && line["val_pgd10_accuracy"].is_number(), "{line}");
+    }
+    assert!(log_without_timing(&plain)[0].get("live_val_accuracy").is_none());
+
+    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--stop-after", "1"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--resume"]);
+    assert!(ok, "{err}");
+    assert_eq!(log_without_timing(&resumed), log_without_timing(&averaged));
+    assert_eq!(exported(&resumed), exported(&averaged));
+}
+
 fn atd_args<'a>(data: &'a str, extractor: &'a str, out: &'a str, epochs: &'a str) -> Vec<&'a str> {
     vec![
         "train",

@@ -245,6 +245,16 @@ pub fn fgsm(objective: &impl Objective, x: &Tensor<4>, cfg: &PgdConfig) -> Tenso
     project(x.clone() + g.sign() * cfg.attack.eps, x, cfg)
 }
 
+/// N-FGSM (de Jorge et al. 2022), a training attack: uniform noise in [-noise, noise], then one
+/// signed step of `step`, clamped to [0,1] but not projected onto an eps-ball, so the perturbation
+/// reaches noise + step (3 eps in the paper's setting, noise 2 eps and step eps). The larger
+/// perturbation is what keeps single-step training from catastrophic overfitting.
+pub fn noisy_fgsm(objective: &impl Objective, x: &Tensor<4>, noise: f32, step: f32, seed: u32) -> Tensor<4> {
+    let x_noisy = plus_noise(x, seed, |u| u * noise, (0.0, 1.0));
+    let g = input_gradient(objective, &x_noisy);
+    (x_noisy + g.sign() * step).clamp(0.0, 1.0)
+}
+
 /// Random corners of the eps-ball (each pixel moved by +eps or -eps, seeded), clamped to [0,1]:
 /// the perturbation a detector must shrug off if a white-box attack is to mean anything.
 pub fn sign_noise(x: &Tensor<4>, eps: f32, seed: u32) -> Tensor<4> {

@@ -5,7 +5,7 @@ mod common;
 use atd_core::attack::AttackSpec;
 use atd_core::card::{Activation, ExtractorSpec};
 use atd_train::model::{tensor_from, to_vec};
-use atd_train::pgd::{PgdConfig, apgd, fgsm, input_gradient, pgd, sign_noise};
+use atd_train::pgd::{PgdConfig, apgd, fgsm, input_gradient, noisy_fgsm, pgd, sign_noise};
 use atd_train::rng::Rng;
 use atd_train::{Detector, Model};
 use burn::tensor::Tensor;
@@ -194,4 +194,28 @@ fn sign_noise_moves_every_pixel_by_eps_unless_clamped() {
     }
     let ups = noisy.iter().zip(&clean).filter(|(n, c)| n > c).count();
     assert!((2500..3650).contains(&ups), "signs are not balanced: {ups} of {} up", noisy.len());
+}
+
+#[test]
+fn noisy_fgsm_steps_up_the_gradient_from_its_noise_without_projecting() {
+    let mut rng = Rng::new(16);
+    let w: Vec<f32> = (0..3 * 32 * 32).map(|_| rng.normal()).collect();
+    let objective = linear_objective(w.clone(), 2);
+    let x = random_images(2, 17, &device());
+    let eps = 8.0 / 255.0;
+    let clean = to_vec(x.clone());
+    // A zero step returns the noisy start, so the step itself can be checked against it.
+    let start = to_vec(noisy_fgsm(&objective, &x, 2.0 * eps, 0.0, 3));
+    let adv = to_vec(noisy_fgsm(&objective, &x, 2.0 * eps, eps, 3));
+    for ((a, s), w) in adv.iter().zip(&start).zip(w.iter().cycle()) {
+        assert!((0.0..=1.0).contains(a), "left [0,1]: {a}");
+        assert!((a - (s + eps * w.signum()).clamp(0.0, 1.0)).abs() < 1e-6, "{s} -> {a} against w = {w}");
+    }
+    let deltas: Vec<f32> = adv.iter().zip(&clean).map(|(a, c)| (a - c).abs()).collect();
+    assert!(deltas.iter().all(|d| *d <= 3.0 * eps * (1.0 + 1e-5)), "beyond noise + step");
+    // Not projected: a good share of pixels end beyond eps, as the method intends.
+    let beyond = deltas.iter().filter(|d| **d > eps * 1.01).count();
+    assert!(beyond > deltas.len() / 4, "only {beyond} of {} pixels beyond eps", deltas.len());
+    // The noise is seeded: another seed, another start.
+    assert_ne!(start, to_vec(noisy_fgsm(&objective, &x, 2.0 * eps, 0.0, 4)));
 }

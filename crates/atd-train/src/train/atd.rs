@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extractor::set_thresholds;
-use super::{RunOptions, StepStats, Training, parse_fraction};
+use super::{RunOptions, StepStats, Training, parse_decay, parse_fraction};
 use crate::dataset;
 use crate::model::{AtdNet, Model, tensor_from, to_vec};
 use crate::pgd::{PgdConfig, pgd};
@@ -147,14 +147,6 @@ impl Selection {
     fn is_clean(&self) -> bool {
         *self == Selection::Clean
     }
-}
-
-fn parse_decay(text: &str) -> Result<f64, String> {
-    let decay: f64 = text.parse().map_err(|e| format!("{text}: {e}"))?;
-    if !(0.0..1.0).contains(&decay) {
-        return Err(format!("{text}: a decay is in [0, 1)"));
-    }
-    Ok(decay)
 }
 
 /// Recipes from before a field existed serialise as they did then (resume compares recipes).

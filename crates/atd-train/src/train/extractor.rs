@@ -7,17 +7,19 @@ use std::path::{Path, PathBuf};
 use atd_core::attack::AttackSpec;
 use atd_core::card::{BaselineSpec, ExtractorSpec, ModelCard, OpenMaxSpec};
 use atd_core::data::ImageSet;
+use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{RunOptions, Schedule, StepStats, Training, parse_fraction};
+use super::{RunOptions, Schedule, StepStats, Training, parse_decay, parse_fraction};
+use crate::average;
 use crate::dataset;
 use crate::detectors::cross_entropy;
 use crate::model::{AtdNet, Model, argmax_rows, to_vec};
-use crate::pgd::{PgdConfig, pgd};
+use crate::pgd::{Objective, PgdConfig, noisy_fgsm, pgd};
 use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -81,6 +83,9 @@ pub enum TrainAttack {
     Pgd,
     /// One random-start FGSM step of 1.25 eps (Wong et al. 2020): for small budgets.
     Fgsm,
+    /// N-FGSM (de Jorge et al. 2022): noise of 2 eps, one step of eps (or the step size given),
+    /// no projection onto the eps-ball; single-step training without catastrophic overfitting.
+    Nfgsm,
 }
 
 #[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
@@ -114,7 +119,8 @@ pub struct ExtractorRecipe {
     pub attack: TrainAttack,
     #[arg(long, default_value_t = 10)]
     pub attack_steps: usize,
-    /// Step size of the training attack (default 2.5 eps / steps; 1.25 eps for FGSM).
+    /// Step size of the training attack (default 2.5 eps / steps; 1.25 eps for FGSM; eps for
+    /// N-FGSM).
     #[arg(long, value_parser = parse_fraction)]
     pub attack_step_size: Option<f32>,
     /// HAT: weight of the TRADES KL term.
@@ -152,6 +158,12 @@ pub struct ExtractorRecipe {
     pub train_limit: Option<usize>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Keep an exponential moving average of the weights and BatchNorm statistics with this
+    /// decay (e.g. 0.999), warmed up over the first steps; validation, model selection and the
+    /// exported file use the average, and the log also scores the live weights (live_val_*).
+    #[arg(long, value_parser = parse_decay)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<f64>,
 }
 
 impl ExtractorRecipe {
@@ -160,12 +172,22 @@ impl ExtractorRecipe {
             TrainAttack::Pgd => AttackSpec::new(self.eps, self.attack_steps),
             // Random-start FGSM (Wong et al. 2020): one step of 1.25 eps.
             TrainAttack::Fgsm => AttackSpec::new(self.eps, 1).with_step_size(1.25 * self.eps),
+            TrainAttack::Nfgsm => AttackSpec::new(self.eps, 1).with_step_size(self.eps),
         };
         let spec = match self.attack_step_size {
             Some(step) => spec.with_step_size(step),
             None => spec,
         };
         spec.with_seed(seed as u32).into()
+    }
+
+    /// The training attack on `objective` from the clean images `x`.
+    fn attack(&self, objective: &impl Objective, x: &Tensor<4>, seed: u64) -> Tensor<4> {
+        let cfg = self.attack_config(seed);
+        match self.attack {
+            TrainAttack::Nfgsm => noisy_fgsm(objective, x, 2.0 * self.eps, cfg.attack.step_size(), cfg.attack.seed),
+            TrainAttack::Pgd | TrainAttack::Fgsm => pgd(objective, x, &cfg, |_, _| {}).adversarial,
+        }
     }
 }
 
@@ -199,6 +221,8 @@ fn accuracy(logits: Tensor<2>, labels: &[usize]) -> f64 {
 pub struct ExtractorTraining {
     recipe: ExtractorRecipe,
     model: Model,
+    /// The moving average of the network, with `--ema`.
+    average: Option<AtdNet>,
     optim: ModuleOptimizer,
     helper: Option<Model>,
     train: ImageSet,
@@ -242,18 +266,25 @@ impl ExtractorTraining {
         let autodiff = device.clone().autodiff();
         autodiff.seed(recipe.seed);
         let model = Model::new(card, &autodiff)?;
+        let average = recipe.ema.map(|_| model.net.valid());
         let optim = super::sgd(recipe.momentum, recipe.nesterov, recipe.weight_decay);
-        Ok(Self { recipe, model, optim, helper, train, train_idx, val_idx, outliers, device: device.clone() })
+        Ok(Self { recipe, model, average, optim, helper, train, train_idx, val_idx, outliers, device: device.clone() })
     }
 
     fn batch_seed(&self, epoch: usize, batch: usize) -> u64 {
         self.recipe.seed.wrapping_mul(1_000_003).wrapping_add((epoch * 100_000 + batch) as u64)
     }
 
-    /// Classification accuracy on `idx`, clean and (for the first `attacked` images) under
-    /// PGD-10 on the cross-entropy at the recipe's eps.
-    fn accuracies(&self, idx: &[usize], attacked: usize) -> (f64, f64) {
-        let model = self.model.valid();
+    /// What validation scores and the exported file holds: the average with `--ema`, otherwise
+    /// the network as trained.
+    fn kept_net(&self) -> &AtdNet {
+        self.average.as_ref().unwrap_or(&self.model.net)
+    }
+
+    /// Classification accuracy of `net` on `idx`, clean and (for the first `attacked` images)
+    /// under PGD-10 on the cross-entropy at the recipe's eps.
+    fn accuracies(&self, net: &AtdNet, idx: &[usize], attacked: usize) -> (f64, f64) {
+        let model = Model { card: self.model.card.clone(), net: net.valid() };
         let (mut clean_hits, mut robust_hits) = (0.0, 0.0);
         for chunk in dataset::batches(idx, 256) {
             let x = dataset::images(&self.train, chunk, None, &self.device);
@@ -339,10 +370,10 @@ impl Training for ExtractorTraining {
             dataset::images(o, &out_idx, r.augment.then_some(&mut rng), &self.device)
         });
         let attacker = self.model.valid();
-        let cfg = r.attack_config(self.batch_seed(epoch, batch));
+        let seed = self.batch_seed(epoch, batch);
         let x_train = if r.method.attacks_in() && r.method != Method::Hat {
             let objective = |x: Tensor<4>| attacker.cross_entropy(x, &y);
-            pgd(&objective, &x, &cfg, |_, _| {}).adversarial
+            r.attack(&objective, &x, seed)
         } else {
             x.clone()
         };
@@ -355,7 +386,7 @@ impl Training for ExtractorTraining {
             Method::Hat => {
                 let p_clean = softmax(attacker.logits(x.clone()), 1).detach();
                 let objective = |xa: Tensor<4>| kl_from(p_clean.clone(), attacker.logits(xa));
-                let x_adv = pgd(&objective, &x, &cfg, |_, _| {}).adversarial;
+                let x_adv = r.attack(&objective, &x, seed);
                 let helper = self.helper.as_ref().expect("checked in new()");
                 let y_helper = argmax_rows(helper.logits(x_adv.clone()));
                 let x_helper = x.clone() + (x_adv.clone() - x.clone()) * r.helper_h;
@@ -372,13 +403,7 @@ impl Training for ExtractorTraining {
                 let x_out = x_out.expect("outliers loaded for the OE family");
                 let x_out = if r.method == Method::Aloe {
                     let objective = |xo: Tensor<4>| uniform_cross_entropy(attacker.logits(xo));
-                    pgd(
-                        &objective,
-                        &x_out,
-                        &PgdConfig { attack: cfg.attack.clone().with_seed(cfg.attack.seed ^ 1), ..cfg.clone() },
-                        |_, _| {},
-                    )
-                    .adversarial
+                    r.attack(&objective, &x_out, seed ^ 1)
                 } else {
                     x_out
                 };
@@ -395,14 +420,26 @@ impl Training for ExtractorTraining {
         let lr = r.schedule.lr(r.lr, progress);
         let grads = GradientsParams::from_grads(loss.backward(), &self.model.net);
         self.model.net = self.optim.step(lr, self.model.net.clone(), grads);
+        if let Some(decay) = r.ema {
+            let decay = average::warmed_up_decay(decay, epoch * self.batches_per_epoch() + batch);
+            let previous = self.average.take().expect("kept with --ema");
+            self.average = Some(average::update(previous, &self.model.net, decay));
+        }
         Ok(StepStats { loss: loss_value, accuracy: Some(acc), images: n })
     }
 
     fn validate(&mut self, _epoch: usize) -> anyhow::Result<(serde_json::Map<String, Value>, f64)> {
-        let (clean, robust) = self.accuracies(&self.val_idx, self.recipe.val_attack_size);
+        let attacked = self.recipe.val_attack_size;
+        let (clean, robust) = self.accuracies(self.kept_net(), &self.val_idx, attacked);
         let mut m = serde_json::Map::new();
         m.insert("val_accuracy".into(), json!(clean));
         m.insert("val_pgd10_accuracy".into(), json!(robust));
+        if self.average.is_some() {
+            // What the average adds over the weights it averages.
+            let (clean, robust) = self.accuracies(&self.model.net, &self.val_idx, attacked);
+            m.insert("live_val_accuracy".into(), json!(clean));
+            m.insert("live_val_pgd10_accuracy".into(), json!(robust));
+        }
         m.insert("val_attacked_images".into(), json!(self.recipe.val_attack_size.min(self.val_idx.len())));
         // Adversarially trained models are selected on robust accuracy (robust overfitting),
         // the others on clean accuracy.
@@ -418,12 +455,20 @@ impl Training for ExtractorTraining {
         self.model.net = net;
     }
 
+    fn average(&self) -> Option<&AtdNet> {
+        self.average.as_ref()
+    }
+
+    fn set_average(&mut self, net: AtdNet) {
+        self.average = Some(net);
+    }
+
     fn optimizers(&mut self) -> Vec<(&'static str, &mut ModuleOptimizer)> {
         vec![("sgd", &mut self.optim)]
     }
 
     fn save_weights(&self, path: &Path, metrics: &Value) -> anyhow::Result<()> {
-        Model { card: self.card_with(metrics), net: self.model.net.clone() }.save(path)
+        Model { card: self.card_with(metrics), net: self.kept_net().clone() }.save(path)
     }
 
     /// After training: the best model with MSP, MD, RMD and OpenMax fitted on training features

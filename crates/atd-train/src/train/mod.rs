@@ -38,6 +38,15 @@ pub fn parse_fraction(text: &str) -> Result<f32, String> {
     Ok(value)
 }
 
+/// Parse the decay of a weight average (`--ema`): a number in [0, 1).
+pub fn parse_decay(text: &str) -> Result<f64, String> {
+    let decay: f64 = text.parse().map_err(|e| format!("{text}: {e}"))?;
+    if !(0.0..1.0).contains(&decay) {
+        return Err(format!("{text}: a decay is in [0, 1)"));
+    }
+    Ok(decay)
+}
+
 /// Learning-rate schedule over the whole run, as a function of progress in [0, 1].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
