@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the browser demo: the atd-web wasm package into web/pkg/ (cargo + wasm-bindgen-cli at the
+# Build the browser demo: the atd-wasm package into web/pkg/ (cargo + wasm-bindgen-cli at the
 # version Cargo.lock pins), and, when the data pack is here (ATD_DATA, else ../shared/data), a
 # few CIFAR-10 test images as PNGs in web/samples/cifar/ (git-ignored: datasets are never committed).
 set -euo pipefail
@@ -14,9 +14,9 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qF "$WBG_VERSION"; then
   # Not --locked: the CLI's lockfile pins a crate version this registry mirror lacks.
   cargo install wasm-bindgen-cli --version "$WBG_VERSION"
 fi
-cargo build --release --target wasm32-unknown-unknown -p atd-web
+cargo build --release --target wasm32-unknown-unknown -p atd-wasm
 rm -rf web/pkg
-wasm-bindgen --target web --no-typescript --out-dir web/pkg target/wasm32-unknown-unknown/release/atd_web.wasm
+wasm-bindgen --target web --no-typescript --out-dir web/pkg target/wasm32-unknown-unknown/release/atd_wasm.wasm
 
 DATA=${ATD_DATA:-../shared/data}
 if [ -f "$DATA/cifar10-test.bin" ]; then

@@ -2,7 +2,7 @@
 # Coverage-guided fuzzing of every parser (fuzz/: cargo-fuzz on the nightly toolchain, libFuzzer).
 #   pkg-scripts/fuzz.sh smoke [SECONDS]    every target: replay its seeds, then SECONDS (default 5)
 #                                          of new inputs; part of the README's test command
-#   pkg-scripts/fuzz.sh run TARGET RUNS    one long run of RUNS executions (README's fuzzing table)
+#   pkg-scripts/fuzz.sh run TARGET RUNS    one long run of RUNS executions (docs/robustness.md's fuzzing table)
 # Each input gets at most 1 GiB of memory and 10 s, so a decompression bomb, an allocation
 # sized by a hostile header or a quadratic path counts as a crash. Seeds are committed under
 # fuzz/seeds/<target>; what a run discovers goes to fuzz/corpus/<target> (git-ignored), crashes

@@ -3,7 +3,7 @@
 # text, drawn digits, textures, night skies, microscope-like slides, drawings), drawn with
 # ImageMagick and the DejaVu fonts, never with the code that makes ATD's synthetic training
 # outliers (crates/atd-train/src/synthetic.rs), and never used for training or model selection.
-# The PNGs are committed under tests/check-images/; `atd score` on them is how README counts
+# The PNGs are committed under tests/check-images/; `atd score` on them is how docs/training.md counts
 # them. Needs imagemagick and fonts-dejavu (apt). Deterministic: fixed seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -24,10 +24,10 @@ cargo fmt --all -- --check
 # Lints (workspace Cargo.toml) on every target; release profile, sharing the test build's dependencies.
 cargo clippy --workspace --all-targets --release -- -D warnings
 cargo test --release --workspace "$@"
-# The browser: build the wasm package (atd-core, atd-gpu and atd-web for wasm32), then the page.
+# The browser: build the wasm package (atd-core, atd-gpu and atd-wasm for wasm32), then the page.
 pkg-scripts/build-web.sh
-# The engine inside headless Chromium (wasm-bindgen-test + chromedriver; crates/atd-web/webdriver.json).
-CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)} cargo test --release --target wasm32-unknown-unknown -p atd-web
+# The engine inside headless Chromium (wasm-bindgen-test + chromedriver; crates/atd-wasm/webdriver.json).
+CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)} cargo test --release --target wasm32-unknown-unknown -p atd-wasm
 node tests/browser/e2e.mjs
 # Every parser under libFuzzer for a few seconds from its committed seeds (fuzz/; nightly).
 pkg-scripts/fuzz.sh smoke

@@ -45,7 +45,7 @@ stage atd atd.safetensors atd --extractor "$RUNS/robust/extractor.safetensors" -
 
 # 2b. The shipped ATD: stage 2's exported discriminator continued with five-step PGD training
 #    attacks, two epochs on 20k training images at half the learning rate, same outliers and
-#    selection (it kept epoch 1). Stage 2 alone scores lower on the report's test sets (README).
+#    selection (it kept epoch 1). Stage 2 alone scores lower on the report's test sets (docs/training.md).
 stage atd-pgd5 atd.safetensors atd --init "$RUNS/atd/atd.safetensors" \
   --extractor "$RUNS/robust/extractor.safetensors" --generator frozen --lr 1e-4 --epochs 2 \
   --attack-steps 5 --synthetic-outliers 9000 --val-synthetic 600 --select-on clean --train-limit 20000

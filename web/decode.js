@@ -1,7 +1,7 @@
 // Decodes one uploaded image to the models' 32x32 input, then is thrown away: decoding a large
 // photo grows WebAssembly memory by hundreds of MiB, which a wasm instance never gives back, so
 // it happens in a short-lived worker of its own and not in the detectors' worker.
-import init, { preprocess } from './pkg/atd_web.js';
+import init, { preprocess } from './pkg/atd_wasm.js';
 
 self.onmessage = async ({ data }) => {
   try {

@@ -3,7 +3,7 @@
 //
 // Messages are handled one at a time, in order (a detector is never used by two calls at once);
 // `stop`, a new image and a new attack take effect at once by asking the running attack to stop.
-import init, { Detector, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_web.js';
+import init, { Detector, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_wasm.js';
 
 const ready = init();
 let detectors = new Map();

@@ -402,7 +402,7 @@ fn markdown(
     let _ = writeln!(
         s,
         "\nThe paper's models are PreActResNet-18 extractors trained for many GPU hours; ours are the small CPU-trained models \
-         described in the README, so our numbers are far from the paper's. What carries over is the comparison between detectors. \
+         described in docs/training.md, so our numbers are far from the paper's. What carries over is the comparison between detectors. \
          In-and-Out AUROC as a fraction of the clean AUROC, in this run: {}.\n",
         rows.iter()
             .map(|r| format!(

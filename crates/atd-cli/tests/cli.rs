@@ -174,7 +174,7 @@ fn digest_prints_the_content_digest_of_each_file() {
 
 /// The held-out check set (`tests/check-images`, made by `pkg-scripts/make-check-images.sh`):
 /// text, digits, drawings, textures, microscope and sky images, far from CIFAR-10 and from every
-/// training outlier. The shipped ATD must call most of them OUT; README gives the count.
+/// training outlier. The shipped ATD must call most of them OUT; docs/training.md gives the count.
 #[test]
 fn the_shipped_atd_scores_most_check_images_out() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");

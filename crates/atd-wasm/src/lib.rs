@@ -1,4 +1,4 @@
-//! atd-web: what the page's worker calls. Detectors load from the bytes of a weights file and
+//! atd-wasm: what the page's worker calls. Detectors load from the bytes of a weights file and
 //! run on WebGPU through our WGSL engine, or on the engine's CPU reference where WebGPU is
 //! missing; images are decoded and reduced to the model's 32x32 input here, in the browser.
 
