@@ -77,11 +77,24 @@ pub struct AttackSpec {
     /// `None`: `default_step_size(eps, steps)`.
     #[serde(default)]
     pub step_size: Option<f32>,
+    /// Left out in JSON: 1.
+    #[serde(default = "one")]
     pub restarts: usize,
     /// The random start's seed; restart r uses seed + r, and both implementations draw the same
-    /// noise from it (`atd_core::noise`).
+    /// noise from it (`atd_core::noise`). Left out in JSON: 0.
+    #[serde(default)]
     pub seed: u32,
+    /// Left out in JSON: true.
+    #[serde(default = "yes")]
     pub random_start: bool,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl AttackSpec {

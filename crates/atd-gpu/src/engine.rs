@@ -27,8 +27,12 @@ pub enum EngineError {
 
 pub use atd_core::attack::{AttackSpec, Direction};
 
-/// An attack as the engine runs it: the shared budget and schedule (written flat in JSON), the
-/// direction it pushes the score, and how often it reads the scores back.
+/// An attack as the engine runs it, and the one request type for it: the page's worker sends
+/// it as JSON (`{"direction": "out", "eps": 0.031, "steps": 100, "seed": 7}`; everything it leaves
+/// out takes its default: the paper's step size, one restart, a random start, a read-back every
+/// `HISTORY_STEPS` steps), the CLI builds it, and the `engine_plan` fuzz target parses it. The
+/// shared budget and schedule are written flat; the engine adds the direction it pushes the
+/// score and how often it reads the scores back.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AttackOptions {
     #[serde(flatten)]
@@ -36,7 +40,12 @@ pub struct AttackOptions {
     pub direction: Direction,
     /// Steps between read-backs of the scores (1..=HISTORY_STEPS): the caller sees progress,
     /// and can stop the attack, this often. Fewer read-backs are faster on a real GPU.
+    #[serde(default = "history_steps")]
     pub report_every: usize,
+}
+
+fn history_steps() -> usize {
+    HISTORY_STEPS
 }
 
 impl AttackOptions {
@@ -312,3 +321,29 @@ async fn yield_now() {
 
 #[cfg(not(target_arch = "wasm32"))]
 async fn yield_now() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pages_attack_request_parses_with_defaults_for_what_it_leaves_out() {
+        // What web/worker.js sends.
+        let page: AttackOptions =
+            serde_json::from_str(r#"{"direction": "in", "eps": 0.0313725, "steps": 20, "seed": 9}"#).unwrap();
+        assert_eq!(page, AttackOptions::new(AttackSpec::new(0.0313725, 20).with_seed(9), Direction::In));
+        // Everything spelled out reads back as written, and a request round-trips.
+        let full = AttackOptions {
+            report_every: 2,
+            ..AttackOptions::new(
+                AttackSpec { random_start: false, ..AttackSpec::new(0.1, 3).with_restarts(2).with_step_size(0.05) },
+                Direction::Out,
+            )
+        };
+        assert_eq!(serde_json::from_str::<AttackOptions>(&serde_json::to_string(&full).unwrap()).unwrap(), full);
+        // What cannot be defaulted is required.
+        for missing in [r#"{"eps": 0.1, "steps": 3}"#, r#"{"direction": "out", "steps": 3}"#] {
+            assert!(serde_json::from_str::<AttackOptions>(missing).is_err(), "{missing}");
+        }
+    }
+}

@@ -2,8 +2,8 @@
 //! run on WebGPU through our WGSL engine, or on the engine's CPU reference where WebGPU is
 //! missing; images are decoded and reduced to the model's 32x32 input here, in the browser.
 
-use atd_core::attack::{self, Detector as DetectorKind, Direction};
-use atd_gpu::{AttackOptions, AttackSpec, Engine};
+use atd_core::attack::{self, Detector as DetectorKind};
+use atd_gpu::{AttackOptions, Engine};
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(start)]
@@ -69,15 +69,6 @@ pub struct Detector {
     threshold: Option<f32>,
 }
 
-#[derive(serde::Deserialize)]
-struct AttackRequest {
-    direction: Direction,
-    eps: f32,
-    steps: usize,
-    #[serde(default)]
-    seed: u32,
-}
-
 #[wasm_bindgen]
 impl Detector {
     /// `detector`: "atd" or "msp" (the engine's detectors); `engine`: "gpu" (WebGPU) or "cpu"
@@ -132,8 +123,8 @@ impl Detector {
         })
     }
 
-    /// PGD on this detector's score: `options` is JSON `{direction: "in"|"out", eps, steps,
-    /// seed}`. `on_step(t, score)` is called for every step as scores come back; returning
+    /// PGD on this detector's score: `options` is an `AttackOptions` as JSON (the page sends
+    /// `{direction: "in"|"out", eps, steps, seed}`; the rest takes its defaults). `on_step(t, score)` is called for every step as scores come back; returning
     /// `false` stops at the next report. Returns JSON `{adversarial: [CHW bytes of the best point
     /// the attack visited, quantised towards the clean image so the eps-ball holds], score,
     /// in_distribution, class, linf, steps, ms_per_step, seed}`.
@@ -143,13 +134,12 @@ impl Detector {
         options: String,
         on_step: js_sys::Function,
     ) -> Result<String, JsError> {
-        let request: AttackRequest = serde_json::from_str(&options).map_err(js_err)?;
+        let mut opts: AttackOptions = serde_json::from_str(&options).map_err(js_err)?;
         let clean = atd_core::preprocess::chw_bytes_to_input(&chw);
-        // Report (and so honour a stop) after every step where a step is slow, on the CPU
-        // engine and on software adapters; every 8 steps on a real GPU.
-        let report_every = if self.engine.adapter().is_none_or(|a| a.software) { 1 } else { 8 };
-        let attack = AttackSpec::new(request.eps, request.steps).with_seed(request.seed);
-        let opts = AttackOptions { report_every, ..AttackOptions::new(attack, request.direction) };
+        // The read-back cadence is the engine's to pick: report (and so honour a stop) after
+        // every step where a step is slow, on the CPU engine and on software adapters; every 8
+        // steps on a real GPU.
+        opts.report_every = if self.engine.adapter().is_none_or(|a| a.software) { 1 } else { 8 };
         let started = js_sys::Date::now();
         let mut steps_done = 0;
         let result = self
@@ -174,7 +164,7 @@ impl Detector {
         out["linf"] = serde_json::json!(linf_levels(&chw, &adversarial));
         out["steps"] = serde_json::json!(steps_done);
         out["ms_per_step"] = serde_json::json!(ms_per_step);
-        out["seed"] = serde_json::json!(request.seed);
+        out["seed"] = serde_json::json!(opts.attack.seed);
         Ok(out.to_string())
     }
 }
