@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use atd_train::eval::EvalCache;
 use atd_train::toy;
 use common::*;
 use serde_json::Value;
@@ -825,13 +826,19 @@ fn report_writes_the_tables_and_figures() {
     assert_eq!(eps(&evaluated[0]), eps(&reported["evaluation"]));
     assert_eq!(without_eps(&evaluated[0]), without_eps(&reported["evaluation"]), "eval --cache vs the report");
 
-    // Rerun (as after an interruption) with one cache entry damaged: that set's evaluation is
-    // recomputed, every other one is read back, and the numbers are the same.
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
-    entries.sort();
-    std::fs::write(&entries[0], "{ truncated").unwrap();
+    // Rerun (as after an interruption) with one model's cache file damaged: that model's sets
+    // are recomputed, every other one is read back, and the numbers are the same.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!((2..=4).contains(&files.len()), "one cache file per evaluated model: {files:?}");
+    files.sort();
+    std::fs::write(&files[0], "{ truncated").unwrap();
+    let kept = EvalCache::new(cache.clone());
+    assert!(kept.entries().is_err(), "a damaged file must not count as whole");
+    std::fs::remove_file(&files[0]).unwrap();
+    let kept = kept.entries().unwrap();
+    std::fs::write(&files[0], "{ truncated").unwrap();
     let out = report();
-    let resumed = format!("({} per-set results read from", entries.len() - 1);
+    let resumed = format!("({kept} per-set results read from");
     assert!(out.contains(&resumed), "expected {resumed:?} in {out}");
     assert_eq!(numbers_without_timing(), first_numbers);
     assert!(std::fs::read_to_string(&page).unwrap().contains("resumed from the cache"));
@@ -863,13 +870,9 @@ fn strip_seconds(v: &mut Value) {
     }
 }
 
-/// Every entry of a report cache parses (a kill never leaves a torn one).
+/// Every file of a report cache reads back whole (a kill never leaves a torn one).
 fn cache_entries_whole(cache: &Path, when: &str) {
-    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).unwrap();
-            assert!(serde_json::from_str::<Value>(&text).is_ok(), "{when}: torn cache entry {}", path.display());
-        }
+    if let Err(e) = EvalCache::new(cache.to_path_buf()).entries() {
+        panic!("{when}: torn cache file: {e:#}");
     }
 }

@@ -4,16 +4,14 @@
 //! averaged, and the classifier's accuracy on the in-distribution images, clean and attacked.
 //! Several attacks can run on the same images; their per-image worst case is reported too.
 
-use std::cell::Cell;
-use std::path::PathBuf;
-
 use atd_core::attack::{Direction, Setting};
 use atd_core::data::ImageSet;
-use atd_core::digest::Digest;
 use atd_core::metrics::OodMetrics;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::eval_cache::CachedScores;
+pub use crate::eval_cache::EvalCache;
 use crate::model::{argmax_rows, to_vec};
 use crate::pgd::{PgdConfig, apgd, fgsm, pgd, sign_noise};
 use crate::{Detector, Model, dataset};
@@ -340,75 +338,6 @@ pub struct EvalData<'a> {
     pub cache: Option<&'a EvalCache>,
 }
 
-/// Finished evaluations on disk, one entry per image set, so that a long run (`atd report`:
-/// hours on a CPU) killed half-way resumes at the set where it stopped. An entry's file name is a
-/// content address of everything that determines its scores: the evaluated model's canonical
-/// weights, the model that crafts the attack when it is another one, the detector, the attack and
-/// its settings, and the set's images and labels with its name and role (in-distribution or OOD).
-/// So entries stay valid when other models or other sets of the same report change, and a changed
-/// model or image is recomputed. (The attack's random starts are seeded per set and batch, so a
-/// set's scores do not depend on the sets evaluated before it.)
-pub struct EvalCache {
-    pub dir: PathBuf,
-    /// Set results read back in this run, and the seconds they took when they were computed.
-    pub hits: Cell<usize>,
-    pub hit_seconds: Cell<f64>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct CachedScores {
-    scores: SetScores,
-    seconds: f64,
-}
-
-impl EvalCache {
-    pub fn new(dir: PathBuf) -> Self {
-        Self { dir, hits: Cell::new(0), hit_seconds: Cell::new(0.0) }
-    }
-
-    /// The part of every entry's address that one evaluation shares across its sets.
-    fn evaluation_key(&self, model: &Model, detector: Detector, attack: &Attack) -> anyhow::Result<Digest> {
-        let mut digest =
-            Digest::new().part(model.to_bytes()?).part(detector.name()).part(attack.name()).part(attack.cfg.key());
-        if let Some((source, source_detector, _)) = &attack.source {
-            digest = digest.part(source.to_bytes()?).part(source_detector.name());
-        }
-        Ok(digest)
-    }
-
-    fn entry(&self, evaluation: &Digest, name: &str, set: &ImageSet, direction: Direction) -> PathBuf {
-        let role = match direction {
-            Direction::Out => "in-distribution",
-            Direction::In => "ood",
-        };
-        let labels: Vec<u8> = set.labels.iter().flat_map(|l| l.to_le_bytes()).collect();
-        let digest = evaluation.clone().part(role).part(name).part(&set.pixels).part(labels);
-        self.dir.join(format!("{}.json", &digest.hex()[..32]))
-    }
-
-    /// The cached scores, if the entry exists and reads back; a damaged entry is recomputed.
-    fn read(&self, path: &std::path::Path) -> Option<CachedScores> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let cached: CachedScores = serde_json::from_str(&text)
-            .map_err(|e| eprintln!("warning: ignoring the damaged cache entry {}: {e}", path.display()))
-            .ok()?;
-        self.hits.set(self.hits.get() + 1);
-        self.hit_seconds.set(self.hit_seconds.get() + cached.seconds);
-        Some(cached)
-    }
-
-    /// Written to a temporary file and renamed, so a kill never leaves a half-written entry.
-    fn write(&self, path: &std::path::Path, cached: &CachedScores) {
-        let tmp = path.with_extension("tmp");
-        let written = std::fs::create_dir_all(&self.dir)
-            .and_then(|_| std::fs::write(&tmp, serde_json::to_string(cached).unwrap_or_default()))
-            .and_then(|_| std::fs::rename(&tmp, path));
-        if let Err(e) = written {
-            eprintln!("warning: could not cache this evaluation in {}: {e}", self.dir.display());
-        }
-    }
-}
-
 impl EvalData<'_> {
     pub fn images(&self) -> usize {
         self.in_set.len() + self.out_sets.iter().map(|(_, s)| s.len()).sum::<usize>()
@@ -429,7 +358,7 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
     let (mut seconds, mut cached_sets) = (0.0, 0);
     let mut scores = |set_name: &str, set: &ImageSet, direction: Direction| -> SetScores {
         let entry = cache.as_ref().map(|(c, key)| (c, c.entry(key, set_name, set, direction)));
-        if let Some(hit) = entry.as_ref().and_then(|(c, path)| c.read(path)) {
+        if let Some(hit) = entry.as_ref().and_then(|(c, entry)| c.read(entry)) {
             bar.inc(set.len() as u64);
             seconds += hit.seconds;
             cached_sets += 1;
@@ -441,8 +370,8 @@ pub fn evaluate(model: &Model, detector: Detector, data: &EvalData, attack: &Att
             ..scores_under_attack(model, detector, set, direction, attack, device, &bar)
         };
         let set_seconds = started.elapsed().as_secs_f64();
-        if let Some((c, path)) = &entry {
-            c.write(path, &CachedScores { scores: scores.clone(), seconds: set_seconds });
+        if let Some((c, entry)) = &entry {
+            c.write(entry, CachedScores { scores: scores.clone(), seconds: set_seconds });
         }
         seconds += set_seconds;
         scores

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod dataset;
 pub mod detectors;
 pub mod eval;
+mod eval_cache;
 pub mod fit;
 pub mod io;
 pub mod model;
