@@ -2,7 +2,7 @@
 // projection onto the eps-ball and [0,1], per-step score records and best-restart selection.
 
 // Buffers in the arena; `count` samples or values, `width` values per row
-// (crates/atd-gpu/src/params.rs: AttackParams).
+// (crates/atd-gpu/src/kernels/attack.rs: AttackParams).
 struct AttackParams {
     clean: u32, x: u32, grad: u32, objective: u32,
     best_x: u32, best_objective: u32, logits: u32, history: u32,

@@ -1,6 +1,6 @@
 // Shared by every kernel family (prepended to each shader file by atd-gpu).
 // One layout for every dispatch: the op's parameters (a dynamic-offset uniform at binding 0,
-// declared by each family's file as its own struct, the mirror of crates/atd-gpu/src/params.rs),
+// declared by each family's file as its own struct, the mirror of the family module in crates/atd-gpu/src/kernels/),
 // all model weights (folded BatchNorm included) in one read-only buffer, and one read-write
 // arena holding every activation, gradient and attack buffer. Offsets are in f32 elements.
 @group(0) @binding(1) var<storage, read> W: array<f32>;

@@ -4,7 +4,7 @@
 // activation it loads is used four times (register blocking); kernel taps that fall outside
 // the image are skipped by loop bounds, not per-tap branches.
 //
-// `input` and `output` in the arena, `weights` in the weights (crates/atd-gpu/src/params.rs:
+// `input` and `output` in the arena, `weights` in the weights (crates/atd-gpu/src/kernels/conv.rs:
 // ConvParams); the backward reads d output as `input` and writes d input as `output`.
 
 struct ConvParams {

@@ -2,7 +2,7 @@
 // their input gradients.
 
 // `input` and `output` in the arena, `weights` and `bias` in the weights
-// (crates/atd-gpu/src/params.rs: DenseParams).
+// (crates/atd-gpu/src/kernels/dense.rs: DenseParams).
 struct DenseParams {
     input: u32, weights: u32, output: u32, rows: u32,
     nin: u32, nout: u32, bias: u32, has_bias: u32,

@@ -2,7 +2,7 @@
 // gradient, residual add and copy.
 
 // `x` and `y` are inputs and `out` the output in the arena; `scale` and `shift` per-channel
-// vectors in the weights (crates/atd-gpu/src/params.rs: ElementwiseParams).
+// vectors in the weights (crates/atd-gpu/src/kernels/elementwise.rs: ElementwiseParams).
 struct ElementwiseParams {
     x: u32, y: u32, out: u32, scale: u32,
     shift: u32, channels: u32, hw: u32, n: u32,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use atd_gpu::Detector;
 use atd_gpu::gpu::Gpu;
-use atd_gpu::plan::{ConvStrategy, Plan};
+use atd_gpu::{ConvStrategy, Plan};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

@@ -9,7 +9,8 @@ use atd_core::attack::Detector;
 use atd_core::weights::Weights;
 
 use crate::gpu::{AdapterSummary, Gpu, GpuError, Resident};
-use crate::plan::{ConvStrategy, HISTORY_STEPS, Op, Plan, PlanError};
+use crate::kernels::{ConvStrategy, Op};
+use crate::plan::{HISTORY_STEPS, Plan, PlanError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -154,7 +155,7 @@ impl Engine {
                     arena[*offset..*offset + values.len()].copy_from_slice(values);
                 }
                 for &i in schedule {
-                    crate::cpu::run(&table[i], &self.plan.weights, arena);
+                    crate::kernels::run_cpu(&table[i], &self.plan.weights, arena);
                 }
                 Ok(reads.iter().map(|&(o, n)| arena[o..o + n].to_vec()).collect())
             }

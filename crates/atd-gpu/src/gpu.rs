@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use crate::plan::{Family, Kernel, Op};
+use crate::kernels::{Family, Kernel, Op};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GpuError {
@@ -50,7 +50,7 @@ pub struct Resident {
     bind_group: wgpu::BindGroup,
 }
 
-const PARAMS_BYTES: u64 = crate::params::PARAMS_BYTES as u64;
+const PARAMS_BYTES: u64 = crate::kernels::PARAMS_BYTES as u64;
 
 /// The GPU device of an engine, for fault injection: destroying it does what a driver reset or
 /// a lost GPU does (every later call of the engine fails with an error).

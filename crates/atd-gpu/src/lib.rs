@@ -2,12 +2,12 @@
 //! wgpu, natively (Vulkan, Metal, DX12; lavapipe in CI) and in the browser (WebGPU), with a
 //! CPU reference that runs the very same kernel list.
 
-pub mod cpu;
 pub mod engine;
 pub mod gpu;
-pub mod params;
+pub mod kernels;
 pub mod plan;
 
 pub use atd_core::attack::Detector;
 pub use engine::{AttackOptions, AttackResult, AttackSpec, Direction, Engine, EngineError};
-pub use plan::{ConvStrategy, Plan};
+pub use kernels::ConvStrategy;
+pub use plan::Plan;

@@ -4,7 +4,7 @@
 
 use atd_core::card::Padding;
 use atd_gpu::gpu::Gpu;
-use atd_gpu::plan::{ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_SWISH, ConvGeometry, Kernel, Op};
+use atd_gpu::kernels::{ACT_LEAKY, ACT_NONE, ACT_RELU, ACT_SWISH, ConvGeometry, Kernel, Op, run_cpu};
 
 fn gpu() -> Gpu {
     pollster::block_on(Gpu::new()).expect("a GPU adapter: install mesa-vulkan-drivers for lavapipe")
@@ -18,7 +18,7 @@ fn dyadic(n: usize, seed: u32) -> Vec<f32> {
 /// Run `op` on both engines from the same weights and arena; return both arenas.
 fn both(gpu: &Gpu, op: Op, weights: &[f32], arena: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let mut cpu_arena = arena.to_vec();
-    atd_gpu::cpu::run(&op, weights, &mut cpu_arena);
+    run_cpu(&op, weights, &mut cpu_arena);
     let mut resident = gpu.upload(weights, arena.len()).unwrap();
     let out = pollster::block_on(gpu.run(&mut resident, &[op], &[0], &[(0, arena)], &[(0, arena.len())])).unwrap();
     (cpu_arena, out.into_iter().next().unwrap())
@@ -92,12 +92,8 @@ fn conv_backward_is_the_adjoint_of_conv_forward() {
         let weights = dyadic(g.cout * g.cin * k * k, 3);
         let mut a = dyadic(n_in + n_out, 4);
         a.extend(vec![0.0; n_out + n_in]);
-        atd_gpu::cpu::run(&Op::conv(Kernel::ConvForward, 0, 0, n_in + n_out, &g, 1, false), &weights, &mut a);
-        atd_gpu::cpu::run(
-            &Op::conv(Kernel::ConvBackwardInput, n_in, 0, n_in + 2 * n_out, &g, 1, false),
-            &weights,
-            &mut a,
-        );
+        run_cpu(&Op::conv(Kernel::ConvForward, 0, 0, n_in + n_out, &g, 1, false), &weights, &mut a);
+        run_cpu(&Op::conv(Kernel::ConvBackwardInput, n_in, 0, n_in + 2 * n_out, &g, 1, false), &weights, &mut a);
         let lhs: f64 = (0..n_out).map(|i| a[n_in + n_out + i] as f64 * a[n_in + i] as f64).sum();
         let rhs: f64 = (0..n_in).map(|i| a[i] as f64 * a[n_in + 2 * n_out + i] as f64).sum();
         assert_eq!(lhs, rhs, "k{k} s{stride} {padding:?}");

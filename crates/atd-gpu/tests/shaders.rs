@@ -1,8 +1,9 @@
 //! Every shader file parses and validates with naga (no GPU needed), and every kernel the
 //! engine launches exists as an entry point of its family's file.
 
-use atd_gpu::params::{AttackParams, ConvParams, DenseParams, ElementwiseParams, KernelParams, PARAMS_BYTES};
-use atd_gpu::plan::{Family, Kernel};
+use atd_gpu::kernels::{
+    AttackParams, ConvParams, DenseParams, ElementwiseParams, Family, Kernel, KernelParams, PARAMS_BYTES,
+};
 
 fn module(family: Family) -> naga::Module {
     let source = family.source();
@@ -86,7 +87,7 @@ fn assert_mirrors<P: KernelParams>(family: Family) {
         })
         .collect();
     let rust: Vec<(String, usize, &str)> = P::FIELDS.iter().map(|&(n, o, t)| (n.to_string(), o, t)).collect();
-    assert_eq!(wgsl, rust, "{file}: the WGSL {} differs from params.rs", P::WGSL_NAME);
+    assert_eq!(wgsl, rust, "{file}: the WGSL {} differs from its Rust struct", P::WGSL_NAME);
     let uniform = module
         .global_variables
         .iter()

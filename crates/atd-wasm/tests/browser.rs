@@ -6,7 +6,7 @@
 
 use atd_core::card::Padding;
 use atd_gpu::gpu::Gpu;
-use atd_gpu::plan::{ConvGeometry, Kernel, Op};
+use atd_gpu::kernels::{ConvGeometry, Kernel, Op, run_cpu};
 use atd_gpu::{AttackOptions, AttackSpec, Detector, Direction, Engine};
 use wasm_bindgen_test::*;
 
@@ -32,7 +32,7 @@ async fn webgpu_convolutions_equal_the_cpu_reference_bit_for_bit() {
             Op::conv(Kernel::ConvBackwardInput, n_in, 0, n_in + n_out, &g, 2, true),
         ] {
             let mut cpu = arena.clone();
-            atd_gpu::cpu::run(&op, &weights, &mut cpu);
+            run_cpu(&op, &weights, &mut cpu);
             let mut resident = gpu.upload(&weights, arena.len()).unwrap();
             let out = gpu.run(&mut resident, &[op], &[0], &[(0, &arena)], &[(0, arena.len())]).await.unwrap().remove(0);
             let same = cpu.iter().zip(&out).all(|(a, b)| a.to_bits() == b.to_bits());
