@@ -2,13 +2,18 @@
 //! 2018, Carlini et al. 2019), on In-and-Out AUROC averaged over the OOD sets. A robust number
 //! is only worth something when the attack behind it passes them.
 
+use std::path::PathBuf;
+
+use anyhow::Context;
 use atd_core::attack::{AttackSpec, Setting};
 use burn::tensor::{Device, Tensor};
 use serde::Serialize;
 
 use atd_train::eval::{Attack, AttackKind, EvalData, Evaluation, evaluate};
 use atd_train::pgd::{PgdConfig, input_gradient};
-use atd_train::{Detector, Model, dataset, model::to_vec};
+use atd_train::{Backend, Detector, Model, dataset, model::to_vec};
+
+use crate::args::{DataArgs, TransferArgs, pick_detector};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
@@ -59,7 +64,7 @@ fn zero_gradient_fraction(model: &Model, detector: Detector, data: &EvalData, de
 
 /// Run every check; also returns the evaluations behind them (for the report), the eps sweep
 /// (in `sweep_epsilons` order) first.
-pub fn run(
+pub fn run_checks(
     model: &Model,
     detector: Detector,
     data: &EvalData,
@@ -153,4 +158,69 @@ pub fn run(
 /// One line per check.
 pub fn summary(checks: &[Check]) -> String {
     checks.iter().map(|c| format!("{}  {}: {}\n", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail)).collect()
+}
+
+/// `atd check`'s arguments.
+#[derive(clap::Args)]
+pub struct CheckArgs {
+    pub weights: PathBuf,
+    #[arg(long, value_enum)]
+    pub detector: Option<Detector>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, default_value = "8/255", value_parser = atd_train::train::parse_fraction)]
+    pub eps: f32,
+    /// PGD steps of the reference attack (the "more steps" check uses 4x).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// How far a "never raises AUROC" comparison may go the wrong way (sampling noise).
+    #[arg(long, default_value_t = 0.01)]
+    pub tolerance: f64,
+    /// The radius at which the detector must break.
+    #[arg(long, default_value = "1", value_parser = atd_train::train::parse_fraction)]
+    pub huge_eps: f32,
+    /// The most In-and-Out AUROC allowed at --huge-eps.
+    #[arg(long, default_value_t = 0.05)]
+    pub broken_auroc: f64,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<()> {
+    let CheckArgs { weights, detector, data, eps, steps, tolerance, huge_eps, broken_auroc, transfer, json, backend } =
+        args;
+    let device = backend.device()?;
+    let model = Model::load(&weights, &device)?.valid();
+    let detector = pick_detector(&model, detector)?;
+    let (in_set, out_sets) = data.load(200, 100)?;
+    let data = atd_train::eval::EvalData { in_set: &in_set, out_sets: &out_sets, cache: None };
+    let source = transfer.load(&device)?;
+    let opts = CheckOptions {
+        eps,
+        steps,
+        tolerance,
+        huge_eps,
+        broken_auroc,
+        transfer: source.as_ref().map(|(m, d, n)| (m, *d, n.clone())),
+    };
+    let (checks, _) = run_checks(&model, detector, &data, &opts, &device);
+    println!(
+        "{} on {}: {} in-distribution images, {} OOD images, In-and-Out AUROC",
+        detector.name(),
+        weights.display(),
+        in_set.len(),
+        data.images() - in_set.len()
+    );
+    print!("{}", summary(&checks));
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&checks)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed = checks.iter().filter(|c| !c.pass).count();
+    anyhow::ensure!(failed == 0, "{failed} of {} checks failed", checks.len());
+    Ok(())
 }

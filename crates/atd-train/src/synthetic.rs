@@ -7,6 +7,9 @@
 //! The validation families are different generators from the training ones (star fields, cell
 //! blobs, fractal grayscale textures), so that selecting a model on them rewards generalising to
 //! unseen kinds of outliers rather than fitting the training outliers.
+//!
+//! One file past the usual length: a dozen short generators sharing one seeded drawing kit
+//! (shapes, strokes, colours), each a few dozen lines.
 
 use atd_core::data::ImageSet;
 use atd_core::{IMAGE_SIZE, IMAGE_VALUES};

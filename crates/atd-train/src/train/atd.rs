@@ -5,6 +5,9 @@
 //! BCE(in, 1) + alpha BCE(out, 0) + (1 - alpha) BCE(G(z), 0) over one concatenated batch (its
 //! BatchNorm sees the joint statistics, as in the reference), and, with `--generator trained`,
 //! G one step on BCE(D(G(z)), 1) with D in eval mode.
+//!
+//! One file past the usual length: the recipe, the step and the validation it selects on share
+//! the attack settings and the outlier mix; apart, each would need the others' internals.
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,9 @@
 //! `atd train extractor`: the feature extractor with its classifier head, trained by one of
 //! standard training, Madry PGD adversarial training (AT), HAT (TRADES + helper examples), or
 //! the outlier-exposure family (OE, AOE, ALOE) on the Food-101 outliers.
+//!
+//! One file past the usual length: the six methods share one step (their losses differ in a few
+//! lines each), one recipe and one validation; a file per method would repeat the rest.
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,10 @@
 //! bar (loss, accuracy, images/s, ETA), validation and model selection after each epoch, a
 //! JSON-lines log, a checkpoint per epoch (weights, optimizer state, progress) and exact
 //! resumption after an interruption.
+//!
+//! One file past the usual length: the loop, the checkpoint it writes and the resume that reads it
+//! back are one contract (what is saved is exactly what is restored); split, a change to one side
+//! could miss the other.
 
 pub mod atd;
 pub mod extractor;

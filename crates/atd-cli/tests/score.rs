@@ -1,4 +1,5 @@
-//! The `atd` binary end to end: `info` and `score` on a weights file exported by the crate.
+//! `atd info` and `atd score` on an exported file, and the shipped ATD on the held-out check
+//! images.
 
 mod common;
 
@@ -7,13 +8,6 @@ use std::path::Path;
 use atd_core::card::ExtractorSpec;
 use atd_train::Detector;
 use common::*;
-
-fn write_png(path: &Path, w: u32, h: u32, seed: u8) {
-    let img = image::RgbImage::from_fn(w, h, |x, y| {
-        image::Rgb([(x as u8).wrapping_mul(seed), (y as u8).wrapping_add(seed), seed])
-    });
-    img.save(path).unwrap();
-}
 
 #[test]
 fn info_and_score_on_an_exported_file() {
@@ -89,87 +83,6 @@ fn info_and_score_on_an_exported_file() {
     let (ok, _, err) = atd(&["info", weights.to_str().unwrap()]);
     assert!(!ok && err.contains("m.safetensors"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn attack_writes_an_adversarial_png_inside_the_eps_ball_on_every_engine() {
-    let dir = scratch("atd-cli-attack");
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut model = random_model(full_card(ExtractorSpec::tiny(), 3), 5);
-    model.card.thresholds.insert("atd".into(), 0.5);
-    let weights = dir.join("m.safetensors");
-    model.save(&weights).unwrap();
-    let image = dir.join("in.png");
-    write_png(&image, 64, 48, 7);
-    // What the model sees: the image reduced to 32x32 bytes.
-    let clean = atd_core::preprocess::input_to_rgb8(
-        &atd_core::preprocess::image_to_input(&std::fs::read(&image).unwrap()).unwrap(),
-    );
-    for engine in ["gpu", "cpu", "burn"] {
-        let out = dir.join(format!("adv-{engine}.png"));
-        let (ok, text, err) = atd(&[
-            "attack",
-            "--engine",
-            engine,
-            weights.to_str().unwrap(),
-            image.to_str().unwrap(),
-            "--steps",
-            "5",
-            "--eps",
-            "4/255",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert!(ok, "{engine}: {err}");
-        assert!(text.contains("score:") && text.contains("L-inf:"), "{engine}: {text}");
-        let adv = image::open(&out).unwrap().to_rgb8();
-        assert_eq!(adv.dimensions(), (32, 32));
-        let linf = adv.as_raw().iter().zip(&clean).map(|(a, c)| (*a as i32 - *c as i32).abs()).max().unwrap();
-        assert!(linf <= 4 && linf > 0, "{engine}: L-inf {linf}/255 for eps 4/255");
-    }
-}
-
-#[test]
-fn bench_prints_one_throughput_line_per_step_kind() {
-    let (ok, out, err) = atd(&["bench", "--arch", "tiny", "--batch", "4", "--iterations", "2"]);
-    assert!(ok, "{err}");
-    let rates: Vec<f64> =
-        out.lines().map(|l| l.split(':').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()).collect();
-    assert_eq!(rates.len(), 3, "{out}");
-    assert!(out.starts_with("train step:") && out.contains("pgd step:") && out.contains("forward:"), "{out}");
-    assert!(rates.iter().all(|r| r.is_finite() && *r > 0.0), "{out}");
-    // --json: one object with the same three rates, for pkg-scripts/bench-peers.sh.
-    let (ok, out, err) = atd(&["bench", "--arch", "tiny", "--batch", "4", "--iterations", "2", "--json"]);
-    assert!(ok, "{err}");
-    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!((line["arch"].as_str(), line["batch"].as_u64()), (Some("tiny"), Some(4)), "{out}");
-    for key in ["train", "pgd", "forward"] {
-        assert!(line[key].as_f64().is_some_and(|r| r.is_finite() && r > 0.0), "{key}: {out}");
-    }
-    let (ok, _, err) = atd(&["bench", "--arch", "tiny", "--batch", "0"]);
-    assert!(!ok && err.contains("--batch"), "{err}");
-}
-
-#[test]
-fn digest_prints_the_content_digest_of_each_file() {
-    let dir = scratch("atd-cli-digest");
-    std::fs::create_dir_all(&dir).unwrap();
-    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
-    random_model(full_card(ExtractorSpec::tiny(), 3), 2).save(&a).unwrap();
-    random_model(full_card(ExtractorSpec::tiny(), 3), 3).save(&b).unwrap();
-    let (ok, out, err) = atd(&["digest", a.to_str().unwrap(), b.to_str().unwrap()]);
-    assert!(ok, "{err}");
-    let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    let expected = atd_core::digest::weights_digest(&std::fs::read(&a).unwrap()).unwrap();
-    assert_eq!(lines[0], format!("{expected}  {}", a.display()));
-    assert_ne!(
-        lines[0].split_whitespace().next(),
-        lines[1].split_whitespace().next(),
-        "different weights, same digest"
-    );
-    let (ok, _, err) = atd(&["digest", dir.join("missing.safetensors").to_str().unwrap()]);
-    assert!(!ok && err.contains("missing.safetensors"), "{err}");
 }
 
 /// The held-out check set (`tests/check-images`, made by `pkg-scripts/make-check-images.sh`):

@@ -3,7 +3,6 @@
 //! the attack-strength checks) with its figures, and the numbers as JSON. Every number in it
 //! comes from this run; the page says which data, models, attacks, N, hardware and time.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -12,11 +11,16 @@ use atd_core::attack::{AttackSpec, Setting};
 use burn::tensor::Device;
 use serde_json::json;
 
+mod page;
+
+use page::{Tables, markdown};
+
+use crate::args::DataArgs;
 use crate::check::{self, CheckOptions};
 use crate::figures;
 use atd_train::eval::{Attack, AttackKind, EvalCache, EvalData, Evaluation, SetScores, evaluate, evaluate_all};
 use atd_train::pgd::PgdConfig;
-use atd_train::{Detector, Model};
+use atd_train::{Backend, Detector, Model};
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct ReportOptions {
@@ -138,7 +142,7 @@ fn auroc_cells(e: &Evaluation) -> String {
     Setting::ALL.iter().map(|&s| format!(" {:.3} |", e.auroc(s))).collect()
 }
 
-pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Result<()> {
+fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Result<()> {
     figures::init_font()?;
     let started = Instant::now();
     let cache = EvalCache::new(opts.cache_dir.clone());
@@ -208,7 +212,7 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
         broken_auroc: 0.05,
         transfer: Some((&standard, Detector::Msp, "standard".to_string())),
     };
-    let (checks, check_evals) = check::run(&atd, Detector::Atd, &sweep_data, &check_opts, device);
+    let (checks, check_evals) = check::run_checks(&atd, Detector::Atd, &sweep_data, &check_opts, device);
     let eps_points = check::sweep_epsilons(opts.eps);
     let sweep_line = |evals: &[Evaluation]| {
         evals
@@ -304,205 +308,19 @@ pub fn run(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyhow::Re
     Ok(())
 }
 
-/// The ATD evaluations that get a per-OOD-set table (the shipped one's, and the paper recipe's),
-/// and the name of its extractor.
-struct Tables<'a> {
-    extractor: &'a str,
-    atd: &'a [Evaluation],
-    paper_recipe: Option<&'a [Evaluation]>,
+/// `atd report`'s arguments.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub options: ReportOptions,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub backend: Backend,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn markdown(
-    opts: &ReportOptions,
-    data: &EvalData,
-    rows: &[Row],
-    transfers: &[Evaluation],
-    classification: &Evaluation,
-    atd_tables: &Tables,
-    checks: &[check::Check],
-    sweep: &[(String, Vec<(f64, f64)>)],
-    run_time: &RunTime,
-) -> String {
-    let eps255 = opts.eps * 255.0;
-    let mut s = String::new();
-    let sets: Vec<String> = data.out_sets.iter().map(|(n, set)| format!("{n} ({})", set.len())).collect();
-    let _ = writeln!(s, "# Results\n");
-    let _ = writeln!(
-        s,
-        "Written by `atd report` (see the command line below) in {:.0} minutes on {} with Burn's flex CPU backend. \
-         Every number on this page comes from that run{}.\n",
-        run_time.seconds / 60.0,
-        hardware(),
-        match run_time.cached {
-            0 => String::new(),
-            n => format!(
-                " ({n} of its per-set results were resumed from the cache of interrupted earlier runs of the same command on the same files; their times are those of those runs)"
-            ),
-        }
-    );
-    let _ = writeln!(
-        s,
-        "- **Command:** `atd report --steps {} --baseline-steps {} --restarts {} --sweep-limit {} --sweep-out-limit {} --sweep-steps {} --limit {} --out-limit {}{}`",
-        opts.steps,
-        opts.baseline_steps,
-        opts.restarts,
-        opts.sweep_limit,
-        opts.sweep_out_limit,
-        opts.sweep_steps,
-        data.in_set.len(),
-        data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0),
-        opts.paper_recipe.as_ref().map(|p| format!(" --paper-recipe {}", p.display())).unwrap_or_default()
-    );
-    let _ = writeln!(
-        s,
-        "- **Models:** ATD {} (its extractor was trained by {robust}; the {robust} MSP/MD/RMD/OpenMax rows are those baselines on it, beside the paper's on its HAT extractor), standard {}. `atd info <file>` prints each one's recipe and validation numbers.",
-        file_line(&opts.atd),
-        file_line(&opts.standard),
-        robust = atd_tables.extractor,
-    );
-    if let Some(path) = &opts.paper_recipe {
-        let _ = writeln!(
-            s,
-            "- **{PAPER_RECIPE}:** {}: the same extractor and ATD training with Food-101 as its only outliers (the paper's recipe; the ATD above adds synthetic outliers).",
-            file_line(path)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "- **Data:** in-distribution: the first {} images of the CIFAR-10 test set; OOD: the first images of {}.",
-        data.in_set.len(),
-        sets.join(", ")
-    );
-    let _ = writeln!(
-        s,
-        "- **Attacks:** L-inf, eps {eps255:.0}/255, end to end on each detector's score (in-distribution pushed down, OOD up), models in eval mode. ATD: PGD-{0} (step 2.5 eps/{0}, random start) and APGD-{0} (Croce and Hein 2020), {1} restart(s), and their per-image worst case. Baselines: PGD-{2} as in the paper's Table 1.\n",
-        opts.steps, opts.restarts, opts.baseline_steps
-    );
-
-    let _ = writeln!(s, "## Table 1: AUROC under attack (mean over the OOD sets)\n");
-    let _ = writeln!(
-        s,
-        "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out | seconds |\n|---|---|---|---|---|---|---|---|"
-    );
-    for r in rows {
-        let paper = paper_row(r.kind, r.eval.detector)
-            .map(|p| format!("{:.3} / {:.3} / {:.3} / {:.3}", p[0], p[1], p[2], p[3]))
-            .unwrap_or_else(|| "-".into());
-        let _ = writeln!(
-            s,
-            "| {} ({}) | {} |{} {paper} | {:.0} |",
-            r.model,
-            r.eval.detector.name(),
-            r.eval.attack,
-            auroc_cells(&r.eval),
-            r.eval.seconds
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nThe paper's models are PreActResNet-18 extractors trained for many GPU hours; ours are the small CPU-trained models \
-         described in docs/training.md, so our numbers are far from the paper's. What carries over is the comparison between detectors. \
-         In-and-Out AUROC as a fraction of the clean AUROC, in this run: {}.\n",
-        rows.iter()
-            .map(|r| format!(
-                "{} ({}) {:.0}%",
-                r.model,
-                r.eval.detector.name(),
-                100.0 * r.eval.auroc(Setting::InAndOut) / r.eval.auroc(Setting::Clean).max(1e-9)
-            ))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let worst = atd_tables.atd.last().expect("ATD was evaluated");
-    let _ = writeln!(s, "### ATD per OOD set ({})\n\n{}", worst.attack, worst.markdown());
-    if let Some(last) = atd_tables.paper_recipe.and_then(|runs| runs.last()) {
-        let _ = writeln!(s, "### {PAPER_RECIPE}, per OOD set ({})\n\n{}", last.attack, last.markdown());
-    }
-
-    let _ = writeln!(s, "## Table 2: FGSM transferred from other detectors to ATD (AUROC)\n");
-    let _ = writeln!(s, "| source | In | Out | In-and-Out |\n|---|---|---|---|");
-    for t in transfers {
-        let _ = writeln!(
-            s,
-            "| {} | {:.3} | {:.3} | {:.3} |",
-            t.transferred_from.as_deref().unwrap_or(&t.attack),
-            t.auroc(Setting::In),
-            t.auroc(Setting::Out),
-            t.auroc(Setting::InAndOut)
-        );
-    }
-    let white_box = worst.auroc(Setting::InAndOut);
-    let weakest = transfers.iter().map(|t| t.auroc(Setting::InAndOut)).fold(f64::INFINITY, f64::min);
-    let verdict = if weakest >= white_box {
-        "every transferred attack hurt less than"
-    } else {
-        "a transferred attack hurt MORE than (suspect the white-box gradients)"
-    };
-    let _ = writeln!(
-        s,
-        "\nThe paper (HAT OpenMax as the source): 0.894 / 0.914 / 0.865. In this run {verdict} the white-box worst case \
-         (lowest transferred In-and-Out AUROC {weakest:.3}, white-box {white_box:.3}).\n"
-    );
-
-    let _ = writeln!(s, "## Table 4: attacking the classifier vs attacking the detector (ATD model)\n");
-    let detection = &atd_tables.atd[0];
-    let acc = |e: &Evaluation| e.accuracy_attacked.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into());
-    let _ = writeln!(
-        s,
-        "| | classification attack (PGD-{0} on cross-entropy) | detection attack (PGD-{0} on the ATD score) | paper: classification / detection |\n|---|---|---|---|",
-        opts.steps
-    );
-    let _ = writeln!(
-        s,
-        "| classifier accuracy (clean {}) | {} | {} | 0.622 / 0.847 |",
-        detection.accuracy_clean.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into()),
-        acc(classification),
-        acc(detection)
-    );
-    let _ = writeln!(
-        s,
-        "| ATD In-and-Out AUROC | {:.3} | {:.3} | 0.918 / 0.837 |\n",
-        classification.auroc(Setting::InAndOut),
-        detection.auroc(Setting::InAndOut)
-    );
-    let own_target = classification.accuracy_attacked < detection.accuracy_attacked
-        && detection.auroc(Setting::InAndOut) < classification.auroc(Setting::InAndOut);
-    let _ = writeln!(
-        s,
-        "{}\n",
-        if own_target {
-            "In this run each attack hurt what it targets most, as in the paper: judging a detector by a classification attack overstates its robustness."
-        } else {
-            "In this run the attacks did not each hurt their own target most (see the numbers)."
-        }
-    );
-
-    let _ = writeln!(
-        s,
-        "## Attack-strength checks on ATD (`atd check`, {} + {} per OOD set, PGD-{})\n",
-        opts.sweep_limit, opts.sweep_out_limit, opts.sweep_steps
-    );
-    for c in checks {
-        let _ = writeln!(s, "- **{}** {}: {}", if c.pass { "PASS" } else { "FAIL" }, c.name, c.detail);
-    }
-    let _ = writeln!(s, "\n## Figures\n");
-    let _ = writeln!(
-        s,
-        "AUROC against eps (paper Fig. 1), In-and-Out, PGD-{}, on the check subset:\n\n![AUROC vs eps](figures/auroc-vs-eps.png)\n",
-        opts.sweep_steps
-    );
-    for (name, points) in sweep {
-        let _ = writeln!(
-            s,
-            "- {name}: {}",
-            points.iter().map(|(e, a)| format!("{e:.0}/255 {a:.3}")).collect::<Vec<_>>().join(", ")
-        );
-    }
-    let _ = writeln!(
-        s,
-        "\nScore distributions, clean and with in and OOD attacked (paper Fig. 2):\n\n![ATD histograms](figures/histogram-atd.png)\n\n![standard MSP histograms](figures/histogram-standard-msp.png)\n"
-    );
-    let _ = writeln!(s, "ROC curves, all OOD sets pooled:\n\n![ROC](figures/roc.png)");
-    s
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let device = args.backend.device()?;
+    let (in_set, out_sets) = args.data.load(1000, 500)?;
+    write_report(&args.options, &EvalData { in_set: &in_set, out_sets: &out_sets, cache: None }, &device)
 }

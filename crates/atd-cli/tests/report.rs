@@ -1,0 +1,169 @@
+//! `atd report` on the fixtures: tables, figures, the cache that resumes it, and kills.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use atd_train::eval::EvalCache;
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn report_writes_the_tables_and_figures() {
+    let data = fixture_dir();
+    let standard = standard_extractor().join("extractor.safetensors");
+    let atd_run = temp("report-atd");
+    // At the other tests' learning rate three epochs on the fixtures leave every image at the
+    // same score (AUROC 0.5 in every setting); this ATD must separate for its rows to be checked.
+    let mut args = atd_args(data.to_str().unwrap(), standard.to_str().unwrap(), atd_run.to_str().unwrap(), "3");
+    let lr = args.iter().position(|a| *a == "--lr").unwrap() + 1;
+    args[lr] = "3e-2";
+    run(&args);
+    // A second, different ATD stands in for the paper-recipe one.
+    let paper_run = temp("report-atd-paper");
+    run(&atd_args(data.to_str().unwrap(), standard.to_str().unwrap(), paper_run.to_str().unwrap(), "1"));
+    let page = temp("report").join("results.md");
+    std::fs::create_dir_all(page.parent().unwrap()).unwrap();
+    let cache = temp("report-cache");
+    let report_args = |cache: &Path| -> Vec<String> {
+        [
+            "report",
+            "--atd",
+            atd_run.join("atd.safetensors").to_str().unwrap(),
+            "--standard",
+            standard.to_str().unwrap(),
+            "--paper-recipe",
+            paper_run.join("atd.safetensors").to_str().unwrap(),
+            "--page",
+            page.to_str().unwrap(),
+            "--steps",
+            "2",
+            "--baseline-steps",
+            "2",
+            "--sweep-limit",
+            "16",
+            "--sweep-out-limit",
+            "16",
+            "--sweep-steps",
+            "2",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]
+        .into_iter()
+        .chain(tiny_eval_data(data.to_str().unwrap(), "24"))
+        .map(str::to_string)
+        .collect()
+    };
+    let report = || run(&report_args(&cache).iter().map(String::as_str).collect::<Vec<_>>());
+    let out = report();
+    assert!(out.contains("wrote") && out.contains("(0 per-set results read from"), "{out}");
+    let numbers_without_timing = || {
+        let mut v: Value =
+            serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
+        strip_seconds(&mut v);
+        v
+    };
+    let md = std::fs::read_to_string(&page).unwrap();
+    for needle in [
+        "## Table 1",
+        "| ATD (atd) | APGD-2",
+        "| ATD, paper recipe (atd) | PGD-2",
+        "### ATD, paper recipe, per OOD set (per-image worst case",
+        "--paper-recipe ",
+        // The baselines on the ATD file's extractor, named by its training method (standard here).
+        "| STANDARD (openmax)",
+        "its extractor was trained by STANDARD",
+        "| standard (msp)",
+        "0.943 / 0.837 / 0.862 / 0.693",
+        "## Table 2",
+        "## Table 4",
+        "PASS",
+        "figures/roc.png",
+    ] {
+        assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
+    }
+    for figure in ["auroc-vs-eps", "histogram-atd", "histogram-standard-msp", "roc"] {
+        let path = page.parent().unwrap().join("figures").join(format!("{figure}.png"));
+        let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
+        // Not blank: a figure has many colours.
+        let colours: std::collections::HashSet<[u8; 3]> = img.pixels().map(|p| p.0).collect();
+        assert!(colours.len() > 20, "{figure} has {} colours", colours.len());
+    }
+    let numbers: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
+    assert!(numbers["table1"].as_array().unwrap().len() >= 10, "ATD x3, the paper recipe x3 and the baselines");
+    // ATD's rows measure a detector: it separates clean images, and the end-to-end attack on
+    // both sides takes some of that away.
+    let atd_pgd = numbers["table1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "ATD" && r["evaluation"]["attack"] == "PGD-2")
+        .expect("ATD's PGD row");
+    let auroc = |k: usize| atd_pgd["evaluation"]["average"][k]["auroc"].as_f64().unwrap();
+    assert!(auroc(0) > 0.6 && auroc(3) < auroc(0), "ATD clean {} / In-and-Out {}", auroc(0), auroc(3));
+
+    // `atd eval --cache` shares the report's entries: an evaluation the report made (here the
+    // standard file's Mahalanobis detector under PGD-2) is read back, not recomputed, and gives
+    // the report's numbers.
+    let eval_json = temp("report-eval").with_extension("json");
+    let mut eval_args: Vec<String> = vec![
+        "eval".into(),
+        standard.to_str().unwrap().into(),
+        "--detector=md".into(),
+        "--steps=2".into(),
+        format!("--cache={}", cache.display()),
+        format!("--json={}", eval_json.display()),
+    ];
+    eval_args.extend(tiny_eval_data(data.to_str().unwrap(), "24").map(str::to_string));
+    let out = run(&eval_args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.contains("(2 per-set results read from"), "{out}");
+    let mut evaluated: Value = serde_json::from_str(&std::fs::read_to_string(&eval_json).unwrap()).unwrap();
+    strip_seconds(&mut evaluated);
+    let first_numbers = numbers_without_timing();
+    let reported = first_numbers["table1"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["model"] == "standard" && r["evaluation"]["detector"] == "md")
+        .expect("the standard MD row");
+    // The eps of the report's page went through f64; compare it as the f32 it is.
+    let eps = |v: &Value| v["eps"].as_f64().unwrap() as f32;
+    let without_eps = |v: &Value| {
+        let mut v = v.clone();
+        v.as_object_mut().unwrap().remove("eps");
+        v
+    };
+    assert_eq!(eps(&evaluated[0]), eps(&reported["evaluation"]));
+    assert_eq!(without_eps(&evaluated[0]), without_eps(&reported["evaluation"]), "eval --cache vs the report");
+
+    // Rerun (as after an interruption) with one model's cache file damaged: that model's sets
+    // are recomputed, every other one is read back, and the numbers are the same.
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!((2..=4).contains(&files.len()), "one cache file per evaluated model: {files:?}");
+    files.sort();
+    std::fs::write(&files[0], "{ truncated").unwrap();
+    let kept = EvalCache::new(cache.clone());
+    assert!(kept.entries().is_err(), "a damaged file must not count as whole");
+    std::fs::remove_file(&files[0]).unwrap();
+    let kept = kept.entries().unwrap();
+    std::fs::write(&files[0], "{ truncated").unwrap();
+    let out = report();
+    let resumed = format!("({kept} per-set results read from");
+    assert!(out.contains(&resumed), "expected {resumed:?} in {out}");
+    assert_eq!(numbers_without_timing(), first_numbers);
+    assert!(std::fs::read_to_string(&page).unwrap().contains("resumed from the cache"));
+
+    // Killed at random moments (mid-evaluation, mid-write) on a fresh cache, then finished:
+    // every entry left is whole, and the numbers are those of the uninterrupted run.
+    let killed_cache = temp("report-cache-killed");
+    let args = report_args(&killed_cache);
+    run_with_kills(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &killed_cache,
+        cache_entries_whole,
+        41,
+        8,
+        2500,
+    );
+    assert_eq!(numbers_without_timing(), first_numbers);
+}

@@ -1,0 +1,134 @@
+//! `atd train extractor` end to end on the small fixtures: the loss falls, a stopped run resumes
+//! to exactly the weights of an uninterrupted one, every method trains and exports a file with every
+//! baseline, and the weight average and N-FGSM are what the recipe says.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn standard_training_lowers_the_loss_and_resumes_exactly() {
+    let straight = standard_extractor();
+    let l = losses(straight);
+    assert_eq!(l.len(), 4);
+    assert!(l[3] < l[0], "training loss did not fall: {l:?}");
+    // Every epoch says how busy the cores were and how much memory the process held.
+    for line in std::fs::read_to_string(straight.join("log.jsonl")).unwrap().lines() {
+        let v: Value = serde_json::from_str(line).unwrap();
+        let cores = v["train_cores"].as_f64().unwrap_or_else(|| panic!("no train_cores: {line}"));
+        assert!(cores > 0.0 && cores < 64.0, "{line}");
+        assert!(v["rss_mib"].as_f64().is_some_and(|m| m > 1.0), "{line}");
+    }
+
+    let data = fixture_dir();
+    let (data, out) = (data.to_str().unwrap(), temp("resumed"));
+    let out_s = out.to_str().unwrap();
+    let mut first = extractor_args(data, out_s, "4");
+    first.extend(["--stop-after", "2"]);
+    let text = run(&first);
+    assert!(text.contains("continue with --resume"), "{text}");
+    assert!(!out.join("extractor.safetensors").exists(), "an unfinished run must not export");
+    // Restarting without --resume must not overwrite the checkpoint.
+    let (ok, _, err) = atd(&extractor_args(data, out_s, "4"));
+    assert!(!ok && err.contains("--resume"), "{err}");
+    // Resuming with another recipe is refused.
+    let mut other = extractor_args(data, out_s, "4");
+    other.extend(["--resume", "--seed", "9"]);
+    let (ok, _, err) = atd(&other);
+    assert!(!ok && err.contains("seed"), "{err}");
+
+    let mut resume = extractor_args(data, out_s, "4");
+    resume.push("--resume");
+    run(&resume);
+    assert_eq!(log_without_timing(&out), log_without_timing(straight));
+    assert_eq!(tensors(&out.join("extractor.safetensors")), tensors(&straight.join("extractor.safetensors")));
+}
+
+#[test]
+fn every_extractor_method_trains_and_exports_every_baseline() {
+    let data = fixture_dir();
+    let helper = standard_extractor().join("extractor.safetensors");
+    for method in ["at", "hat", "oe", "aoe", "aloe"] {
+        let out = temp(method);
+        let mut args = extractor_args(data.to_str().unwrap(), out.to_str().unwrap(), "1");
+        args.extend(["--method", method, "--attack-steps", "2", "--outliers", "ood-tiny.bin", "--train-limit", "64"]);
+        if method == "hat" {
+            args.extend(["--helper", helper.to_str().unwrap()]);
+        }
+        run(&args);
+        let l = losses(&out);
+        assert!(l.len() == 1 && l[0].is_finite() && l[0] > 0.0, "{method}: {l:?}");
+        let weights = out.join("extractor.safetensors");
+        let (ok, json, err) = atd(&["info", "--json", weights.to_str().unwrap()]);
+        assert!(ok, "{method}: {err}");
+        let card: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(card["training"]["recipe"]["method"], method);
+        for d in ["msp", "md", "rmd", "openmax"] {
+            assert!(card["thresholds"][d].is_number(), "{method}: no {d} threshold in {}", card["thresholds"]);
+        }
+    }
+    let (ok, _, err) = atd(&[
+        "train",
+        "extractor",
+        "--method",
+        "hat",
+        "--out",
+        temp("nohelper").to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--train-set",
+        "cifar10-tiny.bin",
+        "--val-size",
+        "40",
+    ]);
+    assert!(!ok && err.contains("--helper"), "{err}");
+}
+
+#[test]
+fn extractor_weight_averaging_with_noisy_fgsm_is_exported_logged_and_resumes_exactly() {
+    let data = fixture_dir();
+    let data = data.to_str().unwrap();
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = extractor_args(data, out.to_str().unwrap(), "2");
+        args.extend(["--method", "at", "--train-limit", "64"]);
+        // N-FGSM unless the case names its own attack.
+        if !extra.contains(&"--attack") {
+            args.extend(["--attack", "nfgsm"]);
+        }
+        args.extend(extra);
+        atd(&args)
+    };
+    let exported = |out: &Path| tensors(&out.join("extractor.safetensors"));
+    let (plain, no_decay, averaged, resumed, fgsm) =
+        (temp("ext-ema-plain"), temp("ext-ema-0"), temp("ext-ema-0.9"), temp("ext-ema-resumed"), temp("ext-fgsm"));
+    for (out, extra) in [
+        (&plain, &[][..]),
+        (&no_decay, &["--ema", "0"]),
+        (&averaged, &["--ema", "0.9"]),
+        (&fgsm, &["--attack", "fgsm"]),
+    ] {
+        let (ok, _, err) = train_with(out, extra);
+        assert!(ok, "{err}");
+    }
+    // The attack is part of the recipe: N-FGSM trains on other images than FGSM-RS.
+    assert_ne!(losses(&plain), losses(&fgsm));
+    // Decay 0 keeps the last iterate: the plain run's weights. The average is another network,
+    // and the log scores both it and the live weights.
+    let key = "extractor.blocks.0.conv1.weight";
+    assert_eq!(exported(&no_decay)[key], exported(&plain)[key]);
+    assert_ne!(exported(&averaged)[key], exported(&plain)[key], "the average was not exported");
+    for line in log_without_timing(&averaged) {
+        assert!(line["live_val_pgd10_accuracy"].is_number() && line["val_pgd10_accuracy"].is_number(), "{line}");
+    }
+    assert!(log_without_timing(&plain)[0].get("live_val_accuracy").is_none());
+
+    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--stop-after", "1"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--resume"]);
+    assert!(ok, "{err}");
+    assert_eq!(log_without_timing(&resumed), log_without_timing(&averaged));
+    assert_eq!(exported(&resumed), exported(&averaged));
+}
