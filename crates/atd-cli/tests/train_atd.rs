@@ -220,12 +220,7 @@ fn weight_averaging_is_what_gets_exported_and_resumes_exactly() {
         exported(&plain)["extractor.blocks.0.conv1.weight"]
     );
 
-    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--stop-after", "1"]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--resume"]);
-    assert!(ok, "{err}");
-    assert_eq!(log_without_timing(&resumed), log_without_timing(&averaged));
-    assert_eq!(exported(&resumed), exported(&averaged));
+    assert_stopped_and_resumed_run_matches(&train_with, &["--ema", "0.9"], &resumed, &averaged, "atd.safetensors");
 
     let (ok, _, err) = train_with(&temp("atd-ema-bad"), &["--ema", "1"]);
     assert!(!ok && err.contains("a decay is in [0, 1)"), "{err}");

@@ -125,10 +125,11 @@ fn extractor_weight_averaging_with_noisy_fgsm_is_exported_logged_and_resumes_exa
     }
     assert!(log_without_timing(&plain)[0].get("live_val_accuracy").is_none());
 
-    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--stop-after", "1"]);
-    assert!(ok, "{err}");
-    let (ok, _, err) = train_with(&resumed, &["--ema", "0.9", "--resume"]);
-    assert!(ok, "{err}");
-    assert_eq!(log_without_timing(&resumed), log_without_timing(&averaged));
-    assert_eq!(exported(&resumed), exported(&averaged));
+    assert_stopped_and_resumed_run_matches(
+        &train_with,
+        &["--ema", "0.9"],
+        &resumed,
+        &averaged,
+        "extractor.safetensors",
+    );
 }

@@ -188,3 +188,23 @@ pub fn cache_entries_whole(cache: &Path, when: &str) {
         panic!("{when}: torn cache file: {e:#}");
     }
 }
+
+/// Runs `atd train` with extra arguments into a folder: (success, stdout, stderr).
+pub type TrainWith<'a> = &'a dyn Fn(&Path, &[&str]) -> (bool, String, String);
+
+/// Train into `resumed` with `args`, stopped after one epoch and resumed, and compare its log and
+/// exported `file` with the uninterrupted run in `straight`.
+pub fn assert_stopped_and_resumed_run_matches(
+    train_with: TrainWith,
+    args: &[&str],
+    resumed: &Path,
+    straight: &Path,
+    file: &str,
+) {
+    for extra in [&["--stop-after", "1"][..], &["--resume"]] {
+        let (ok, _, err) = train_with(resumed, &[args, extra].concat());
+        assert!(ok, "{err}");
+    }
+    assert_eq!(log_without_timing(resumed), log_without_timing(straight));
+    assert_eq!(tensors(&resumed.join(file)), tensors(&straight.join(file)));
+}
