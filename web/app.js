@@ -11,9 +11,11 @@ const MAX_FILE_BYTES = 64 * 1024 * 1024;
 
 const worker = new Worker('worker.js', { type: 'module' });
 let infos = {};
-let current = null; // { id, chw, results }
+let current = null; // { id, name, chw, results }
 let nextId = 1;
 let attack = null; // { id, steps, epsLevels, seed, direction, series: {key: [scores]}, running }
+// The Goal menu follows each new image's ATD verdict until the user picks a goal; then it stays.
+let goalChosen = false;
 
 function showError(message) {
   const box = $('#error');
@@ -41,6 +43,9 @@ function drawPixels(canvas, rgba) {
   ctx.putImageData(new ImageData(new Uint8ClampedArray(rgba), 32, 32), 0, 0);
 }
 
+// A GPU adapter's name as the browser reports it (some report none).
+const adapterName = (adapter) => (adapter && adapter.name ? adapter.name : 'unknown adapter');
+
 function formatVerdict(info, r) {
   const verdict = r.in_distribution === null || r.in_distribution === undefined ? ''
     : r.in_distribution ? ' <span class="verdict-in">in-distribution</span>' : ' <span class="verdict-out">OUT-of-distribution</span>';
@@ -67,7 +72,23 @@ function showScores(results) {
     p.dataset.score = r.score;
   }
   // Attack the verdict: push in-distribution-looking images out, and the others in.
-  $('#direction').value = results.atd.in_distribution === false ? 'in' : 'out';
+  if (!goalChosen) $('#direction').value = results.atd.in_distribution === false ? 'in' : 'out';
+}
+
+// Empty both attack-result cards (images, text, download) and the chart: what they showed
+// belongs to an earlier image or attack. `text` is what each card says now.
+function clearResults(text = '–') {
+  for (const m of MODELS) {
+    const card = $(`#result-${m.key}`);
+    for (const canvas of card.querySelectorAll('canvas')) canvas.getContext('2d').clearRect(0, 0, 32, 32);
+    const summary = card.querySelector('.summary');
+    summary.textContent = text;
+    for (const key of ['score', 'linf', 'steps', 'seed', 'msPerStep']) delete summary.dataset[key];
+    const link = card.querySelector('.download');
+    if (link.href) URL.revokeObjectURL(link.href);
+    link.removeAttribute('href');
+    link.hidden = true;
+  }
 }
 
 // Forget the image on screen (after a failed upload nothing may silently stay attackable).
@@ -84,27 +105,26 @@ function clearImage() {
   }
 }
 
-// A new image ends the running attack (the worker stops it); its cards say so.
+// A new image or engine ends the running attack (the worker stops it) and clears what any
+// earlier attack left on screen; the cards say why when an attack was cut short.
 function cancelAttack(reason) {
-  if (!attack || !attack.running) return;
-  for (const m of MODELS) {
-    if (attack.done[m.key]) continue;
-    const summary = $(`#result-${m.key} .summary`);
-    summary.textContent = reason;
-    summary.dataset.state = 'cancelled';
-  }
-  attack.running = false;
+  const running = attack && attack.running;
+  clearResults(running ? reason : '–');
+  for (const m of MODELS) $(`#result-${m.key} .summary`).dataset.state = running ? 'cancelled' : 'idle';
+  if (running) $('#attack-panel').dataset.state = 'cancelled';
+  attack = null;
   $('#stop').disabled = true;
-  $('#attack-panel').dataset.state = 'cancelled';
+  drawChart();
 }
 
-function sendImage(bytes) {
+// `name`: the file's or sample's name, for the download file names.
+function sendImage(bytes, name) {
   if (!bytes || bytes.byteLength === 0) return failImage('That file is empty.');
   if (bytes.byteLength > MAX_FILE_BYTES) return failImage(`That file is ${(bytes.byteLength / 2 ** 20).toFixed(0)} MiB; the limit is 64 MiB.`);
   showError('');
   cancelAttack('cancelled: a new image was chosen');
   const id = nextId++;
-  current = { id, pending: true };
+  current = { id, name: baseName(name), pending: true };
   $('#run').disabled = true;
   // Decoding runs in a worker of its own that is then discarded, memory and all.
   const decoder = new Worker('decode.js', { type: 'module' });
@@ -127,10 +147,16 @@ function failImage(message) {
   showError(`${message} No image is loaded now.`);
 }
 
+// A file name without its extension, reduced to characters every file system takes.
+function baseName(name) {
+  const stem = String(name || 'image').replace(/\.[^.]*$/, '').replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '');
+  return stem.slice(0, 60) || 'image';
+}
+
 async function sendFile(file) {
   if (!file) return;
   try {
-    sendImage(await file.arrayBuffer());
+    sendImage(await file.arrayBuffer(), file.name);
   } catch (err) {
     failImage(`Could not read ${file.name}: ${err.message || err}.`);
   }
@@ -169,7 +195,9 @@ function drawChart() {
     ctx.fillText(s.toFixed(2), 6, y(s) + 4);
   }
   ctx.fillText('0', pad.l, h - 8);
-  ctx.fillText(`${steps} steps`, x(steps) - 52, h - 8);
+  ctx.textAlign = 'right';
+  ctx.fillText(`${steps} steps`, w - pad.r, h - 8);
+  ctx.textAlign = 'left';
   let points = 0;
   const descriptions = [];
   for (const m of MODELS) {
@@ -180,6 +208,8 @@ function drawChart() {
       ctx.setLineDash([]);
     }
     const series = attack ? attack.series[m.key] : [];
+    const legend = $(`#chart-legend [data-key="${m.key}"] .best`);
+    legend.textContent = '';
     if (!series || series.length === 0) continue;
     points += series.length;
     ctx.strokeStyle = m.colour; ctx.lineWidth = 2;
@@ -197,8 +227,9 @@ function drawChart() {
     ctx.setLineDash([]);
     ctx.beginPath(); ctx.arc(x(bestStep), y(best[last]), 4, 0, 7); ctx.fillStyle = m.colour; ctx.fill();
     ctx.lineWidth = 1;
-    ctx.fillText(`${m.label} best ${best[last].toFixed(3)}`, Math.min(x(last) + 6, w - pad.r - 110), y(series[last]) - 6);
     ctx.fillStyle = '#666';
+    // The values go in the legend under the chart, where text never overlaps a line.
+    legend.textContent = `best ${best[last].toFixed(3)} (step ${bestStep})`;
     descriptions.push(`${m.label}: score ${series[0].toFixed(3)} at the start, best ${best[last].toFixed(3)} at step ${bestStep}, ${series[last].toFixed(3)} at step ${last}.`);
   }
   canvas.dataset.points = String(points);
@@ -217,20 +248,20 @@ worker.onmessage = (event) => {
       infos = msg.infos;
       const adapter = infos.atd.adapter;
       if (msg.engine === 'gpu') {
-        setStatus(`Ready: our WGSL engine on WebGPU (${adapter && adapter.name ? adapter.name : 'browser adapter'}${adapter && adapter.software ? ', a software adapter: slow' : ''}).`, 'ready');
+        setStatus(`Ready: our WGSL engine on WebGPU (${adapterName(adapter)}${adapter && adapter.software ? ', a software adapter: slow' : ''}).`, 'ready');
       } else {
         setStatus(msg.notice || 'Ready: the CPU engine (WebAssembly).', 'cpu', msg.details);
       }
       $('#status').dataset.engine = msg.engine;
       $('#engine').disabled = false;
       if (current && current.chw) $('#run').disabled = false;
-      $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${infos[m.key].extractor} (${infos[m.key].training || 'untrained'})`).join('; ');
+      $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${plainDescription(m, infos[m.key])}`).join(' ');
       drawChart();
       break;
     }
     case 'scored': {
       if (!current || msg.id !== current.id) break;
-      current = { id: msg.id, chw: msg.chw, results: msg.results };
+      current = { id: msg.id, name: current.name, chw: msg.chw, results: msg.results };
       $('#input').dataset.workerWasmBytes = msg.wasmBytes;
       drawPixels($('#input'), msg.rgba);
       showScores(msg.results);
@@ -268,6 +299,7 @@ worker.onmessage = (event) => {
       const link = card.querySelector('.download');
       if (link.href) URL.revokeObjectURL(link.href);
       link.href = URL.createObjectURL(new Blob([r.png], { type: 'image/png' }));
+      link.download = `${attack.imageName}-adversarial-${msg.key}-eps${attack.epsLevels}-${r.steps}steps.png`;
       link.hidden = false;
       break;
     }
@@ -277,6 +309,8 @@ worker.onmessage = (event) => {
       $('#run').disabled = !(current && current.chw);
       $('#stop').disabled = true;
       $('#attack-panel').dataset.state = msg.stopped ? 'stopped' : 'done';
+      // Stop is disabled now: keep the keyboard on the attack controls, not the page body.
+      if (document.activeElement === $('#stop') || document.activeElement === document.body) $('#run').focus();
       break;
     }
     case 'error': {
@@ -349,13 +383,15 @@ function addSample(name, thumb, getBytes) {
   const button = document.createElement('button');
   button.dataset.sample = name;
   button.append(thumb, document.createTextNode(name));
-  button.addEventListener('click', async () => sendImage(await getBytes()));
+  button.addEventListener('click', async () => sendImage(await getBytes(), name));
   $('#samples').append(button);
 }
 
 for (const g of generators) {
   const thumb = document.createElement('canvas');
   thumb.width = thumb.height = 64;
+  thumb.setAttribute('role', 'img');
+  thumb.setAttribute('aria-label', `drawn sample: ${g.name}`);
   thumb.getContext('2d').drawImage(g.canvas, 0, 0);
   addSample(g.name, thumb, () => new Promise((resolve) => g.canvas.toBlob(async (b) => resolve(await b.arrayBuffer()), 'image/png')));
 }
@@ -363,6 +399,7 @@ for (const g of generators) {
 fetch('samples/cifar/index.json').then((r) => (r.ok ? r.json() : [])).then((list) => {
   for (const item of list) {
     const thumb = new Image();
+    thumb.alt = `CIFAR-10 test image (${item.name})`;
     thumb.src = `samples/cifar/${item.file}`;
     addSample(item.name, thumb, async () => (await fetch(`samples/cifar/${item.file}`)).arrayBuffer());
   }
@@ -374,39 +411,68 @@ $('#eps').addEventListener('input', () => {
   $('#eps-value').textContent = text;
   $('#eps').setAttribute('aria-valuetext', text);
 });
-// A fresh random start for every run unless the user fixes the seed (to reproduce a result).
+// Show or clear the message under a field; a field with a message is marked invalid.
+function fieldError(field, message) {
+  const box = $(`#${field}-error`);
+  box.textContent = message || '';
+  box.hidden = !message;
+  if (message) $(`#${field}`).setAttribute('aria-invalid', 'true');
+  else $(`#${field}`).removeAttribute('aria-invalid');
+  return !message;
+}
+
+// The steps as typed, or null (with a message by the field) when they are not 1-1000.
+function attackSteps() {
+  const typed = $('#steps').value.trim();
+  const ok = /^\d+$/.test(typed) && Number(typed) >= 1 && Number(typed) <= 1000;
+  return fieldError('steps', ok ? '' : 'Steps must be a whole number from 1 to 1000.') ? Number(typed) : null;
+}
+
+// A fresh random start for every run unless the user fixes the seed (to reproduce a result);
+// null (with a message by the field) when the typed seed is not a whole number below 2^32.
 function attackSeed() {
   const typed = $('#seed').value.trim();
-  if (typed !== '' && /^\d+$/.test(typed) && Number(typed) < 2 ** 32) return Number(typed);
-  return crypto.getRandomValues(new Uint32Array(1))[0];
+  if (typed === '') return fieldError('seed', '') ? crypto.getRandomValues(new Uint32Array(1))[0] : null;
+  const ok = /^\d+$/.test(typed) && Number(typed) < 2 ** 32;
+  return fieldError('seed', ok ? '' : 'The seed must be empty (random) or a whole number from 0 to 4294967295.') ? Number(typed) : null;
+}
+
+// What the footer says of a model, in plain words.
+function plainDescription(model, info) {
+  const trained = { at: 'trained to resist attacks (adversarial training)', standard: 'trained the usual way' }[info.training]
+    || `trained by ${info.training || 'an unknown recipe'}`;
+  return model.head === 'atd'
+    ? 'a small image network whose features feed a second network, trained under attack to tell CIFAR-10 images from others; that second network\'s output is the score.'
+    : `a small image network ${trained}; its confidence in its top class is the score.`;
 }
 
 $('#run').addEventListener('click', () => {
   if (!current || !current.chw) return;
   const epsLevels = Number($('#eps').value);
-  const steps = Math.max(1, Math.min(1000, Math.round(Number($('#steps').value) || 100)));
+  const steps = attackSteps();
   const seed = attackSeed();
+  if (steps === null) return $('#steps').focus();
+  if (seed === null) return $('#seed').focus();
   const direction = $('#direction').value;
+  clearResults('attacking…');
   attack = {
     id: nextId++, steps, epsLevels, seed, direction, running: true, done: {}, before: current.results,
-    series: Object.fromEntries(MODELS.map((m) => [m.key, []])),
+    imageName: current.name || 'image', series: Object.fromEntries(MODELS.map((m) => [m.key, []])),
   };
   $('#seed-used').textContent = `seed ${seed}`;
-  for (const m of MODELS) {
-    const card = $(`#result-${m.key}`);
-    const summary = card.querySelector('.summary');
-    summary.textContent = 'attacking…';
-    summary.dataset.state = 'running';
-    for (const key of ['score', 'linf', 'steps', 'seed', 'msPerStep']) delete summary.dataset[key];
-    card.querySelector('.download').hidden = true;
-  }
+  for (const m of MODELS) $(`#result-${m.key} .summary`).dataset.state = 'running';
   $('#attack-panel').dataset.state = 'running';
-  $('#run').disabled = true;
   $('#stop').disabled = false;
+  // Run is disabled while the attack runs: the keyboard moves to Stop instead of the page body.
+  $('#stop').focus();
+  $('#run').disabled = true;
   drawChart();
   worker.postMessage({ type: 'attack', id: attack.id, chw: current.chw, direction, eps: epsLevels / 255, steps, seed });
 });
 $('#stop').addEventListener('click', () => worker.postMessage({ type: 'stop' }));
+$('#direction').addEventListener('change', () => { goalChosen = true; });
+$('#steps').addEventListener('input', () => fieldError('steps', ''));
+$('#seed').addEventListener('input', () => fieldError('seed', ''));
 
 function loadModels(engine) {
   cancelAttack('cancelled: the engine was changed');

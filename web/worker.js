@@ -44,7 +44,7 @@ async function load(wanted, engineWanted) {
       detectors = await loadAll(models, 'gpu');
       const adapter = JSON.parse(detectors.values().next().value.info()).adapter;
       if (engineWanted === 'auto' && adapter && adapter.software) {
-        notice = `WebGPU runs on a software adapter here (${adapter.name}), slower than the CPU engine: using the CPU engine.`;
+        notice = `WebGPU runs on a software adapter here (${adapter.name || 'unknown adapter'}), slower than the CPU engine: using the CPU engine.`;
         for (const d of detectors.values()) d.free();
         detectors = new Map();
       }

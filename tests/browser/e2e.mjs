@@ -6,8 +6,9 @@
 // checks a bad upload shows an error, and repeats with WebGPU switched off (the CPU fallback).
 // The test's images are written and read back by Rust (no PNG codec here).
 // Then: the verdicts on the page's samples, the engine the page picks, Stop mid-attack on both engines, a new image during an
-// attack, fresh seeds per run, the keyboard and the accessible names, memory after a huge image,
-// the GPU device lost mid-attack.
+// attack, fresh seeds per run, the keyboard and the accessible names, the page's rough edges
+// (invalid numbers, focus, legend, names, stale results), memory after a huge image, the GPU
+// device lost mid-attack.
 // Prints "N passed, M failed".
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
@@ -122,13 +123,14 @@ async function attackFlow(page, steps, label) {
   // The result is the best point of the attack, not its last step. The reported score is that
   // of the image quantised to 8 bits, which moves a sharp model's score (the standard baseline's)
   // by a few hundredths: it must be within 0.1 of the best score on the chart, and nearer to it
-  // than to the last step's.
+  // than to the last step's where those two differ by more than that rounding (0.05).
   const series = await seriesOf(page);
   for (const k of ['atd', 'baseline']) {
     const best = sign > 0 ? Math.max(...series[k]) : Math.min(...series[k]);
     const last = series[k][series[k].length - 1];
     const fromBest = Math.abs(after[k] - best);
-    assert(fromBest <= 0.1 && fromBest <= Math.abs(after[k] - last), `${label}: ${k} reports ${after[k]}, the best point on the chart was ${best}, the last ${last} (${series[k].join(', ')})`);
+    const distinct = Math.abs(best - last) > 0.05;
+    assert(fromBest <= 0.1 && (!distinct || fromBest <= Math.abs(after[k] - last)), `${label}: ${k} reports ${after[k]}, the best point on the chart was ${best}, the last ${last} (${series[k].join(', ')})`);
   }
   // Both moved the requested way (ATD may barely move: it is the robust one); the baseline moved.
   for (const k of ['atd', 'baseline']) assert(sign * (after[k] - before[k]) >= -1e-3, `${label}: ${k} moved the wrong way: ${before[k]} -> ${after[k]} (${direction})`);
@@ -211,6 +213,7 @@ await check('engine choice: a software WebGPU adapter gives way to the faster CP
     const status = await page.textContent('#status');
     assert((await page.getAttribute('#status', 'data-engine')) === 'cpu', `auto picked WebGPU on SwiftShader: ${status}\n${logs.join('\n')}`);
     assert(/software adapter/.test(status), `the status does not say why: ${status}`);
+    assert(!/\(\s*\)/.test(status), `the status names no adapter: ${status}`);
     await page.selectOption('#engine', 'gpu');
     await page.waitForSelector('#status[data-engine="gpu"][data-state="ready"]', { timeout: 120000 });
   } finally { await browser.close(); }
@@ -290,6 +293,79 @@ await check('keyboard and screen readers: the drop zone opens the picker, names,
     assert(/ATD: score .* best .* Baseline: score/.test(label), `chart text alternative: ${label}`);
     const chart = await page.$eval('#chart', (c) => ({ pixels: c.width, shown: c.clientWidth, ratio: window.devicePixelRatio }));
     assert(Math.abs(chart.pixels / chart.ratio - chart.shown) <= 2, `the chart is drawn at ${chart.pixels} px and shown at ${chart.shown} px: its text shrinks`);
+  } finally { await browser.close(); }
+});
+
+await check('rough edges: numbers refused by their field, focus, legend, names, live results, goal kept, stale results cleared', async () => {
+  const { browser, page, logs } = await openPage(false, null, 390);
+  const resultCards = () => page.$$eval('.result', (cards) => cards.map((c) => ({
+    text: c.querySelector('.summary').textContent,
+    link: !c.querySelector('.download').hidden,
+    ink: [...c.querySelectorAll('canvas')].some((k) => k.getContext('2d').getImageData(0, 0, 32, 32).data.some((v) => v > 0)),
+  })));
+  const attackTwoSteps = async () => {
+    await page.fill('#steps', '2');
+    await page.click('#run');
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+  };
+  try {
+    const image = testImage();
+    await upload(page, image.path);
+    // The user's goal stays through new images.
+    const chosen = (await page.inputValue('#direction')) === 'out' ? 'in' : 'out';
+    await page.selectOption('#direction', chosen);
+    // Invalid numbers: a message by the field, the field keeps what was typed, nothing runs.
+    for (const [field, value] of [['steps', '0'], ['steps', '5000'], ['steps', '2.5'], ['seed', 'abc'], ['seed', '-5'], ['seed', '99999999999']]) {
+      await page.fill('#steps', '2');
+      await page.fill('#seed', '');
+      await page.fill(`#${field}`, value);
+      await page.click('#run');
+      const message = await page.textContent(`#${field}-error`);
+      assert(await page.isVisible(`#${field}-error`) && message.length > 10, `${field} = ${value}: no message by the field`);
+      assert((await page.getAttribute(`#${field}`, 'aria-invalid')) === 'true', `${field} = ${value}: not marked invalid`);
+      assert((await page.inputValue(`#${field}`)) === value, `${field} = ${value}: the field shows ${await page.inputValue(`#${field}`)}`);
+      assert((await page.getAttribute('#chart', 'data-points')) === '0', `${field} = ${value} started an attack`);
+      assert((await page.evaluate(() => document.activeElement.id)) === field, `${field} = ${value}: the focus is not on the field`);
+    }
+    await page.fill('#seed', '7');
+    await attackTwoSteps();
+    assert(!(await page.isVisible('#seed-error')) && !(await page.isVisible('#steps-error')), 'a message stayed after valid numbers');
+    // The keyboard stays on the attack controls (Run is disabled while it runs, Stop after).
+    assert((await page.evaluate(() => document.activeElement.id)) === 'run', 'the focus fell off the controls after the attack');
+    // Results are live regions; the two download links have their own names.
+    for (const key of ['atd', 'baseline']) {
+      assert((await page.getAttribute(`#result-${key} .summary`, 'aria-live')) === 'polite', `${key} result is not announced`);
+    }
+    const links = await page.$$eval('.download', (as) => as.map((a) => a.textContent.trim()));
+    assert(new Set(links).size === 2, `the download links share a name: ${links.join(' / ')}`);
+    // The chart's values live in a legend that fits a 390 px screen.
+    const legend = await page.$$eval('#chart-legend li', (li) => li.map((l) => ({ text: l.textContent, overflow: l.scrollWidth - l.clientWidth })));
+    assert(legend.length === 3 && /best \d\.\d{3}/.test(legend[0].text) && /best \d\.\d{3}/.test(legend[1].text) && /threshold/.test(legend[2].text), `legend: ${JSON.stringify(legend)}`);
+    assert(legend.every((l) => l.overflow <= 0), `the legend does not fit 390 px: ${JSON.stringify(legend)}`);
+    // The download is named after the image, the detector, eps and steps.
+    const stem = image.path.split('/').pop().replace(/\.png$/, '');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#result-atd .download')]);
+    const eps = await page.inputValue('#eps');
+    assert(download.suggestedFilename() === `${stem}-adversarial-atd-eps${eps}-2steps.png`, `download named ${download.suggestedFilename()}`);
+    // Sample thumbnails have text alternatives.
+    const unnamed = await page.$$eval('#samples button', (bs) => bs.filter((b) => {
+      const t = b.querySelector('img, canvas');
+      return !(t.alt || t.getAttribute('aria-label'));
+    }).length);
+    assert(unnamed === 0, `${unnamed} sample thumbnails without a text alternative`);
+    // A new image: the goal stays, and nothing of the last attack is left on screen.
+    await rescored(page, () => page.click('[data-sample="noise"]'));
+    assert((await page.inputValue('#direction')) === chosen, 'the goal changed by itself with the new image');
+    let cards = await resultCards();
+    assert(cards.every((c) => c.text === '–' && !c.link && !c.ink), `after a new image: ${JSON.stringify(cards)}`);
+    assert((await page.getAttribute('#chart', 'data-points')) === '0', 'the chart still shows the last attack');
+    // A failed upload clears them too.
+    await attackTwoSteps();
+    await page.setInputFiles('#file', writeTemp('broken.png', Buffer.from('not an image')));
+    await page.waitForSelector('#error:not([hidden])', { timeout: 30000 });
+    cards = await resultCards();
+    assert(cards.every((c) => c.text === '–' && !c.link && !c.ink), `after a failed upload: ${JSON.stringify(cards)}`);
+    assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
   } finally { await browser.close(); }
 });
 
