@@ -26,6 +26,17 @@ fn check(name: &str, bytes: &[u8], engine: &mut Engine, detector: Detector, step
         assert!((a - b).abs() <= 1e-4 * a.abs().max(1e-3), "{name} {detector:?}: score burn {a} engine {b}");
     }
 
+    // With a classifier head, the class probabilities the page shows: Burn's softmax of the logits.
+    if model.card.classifier.is_some() {
+        let burn_probabilities = to_vec(burn::tensor::activation::softmax(model.logits(burn_input(&x)), 1));
+        let (_, probabilities) = pollster::block_on(engine.score_and_classify(&x)).unwrap();
+        let probabilities = probabilities.expect("a classifier head").concat();
+        assert_eq!(probabilities.len(), burn_probabilities.len());
+        for (a, b) in burn_probabilities.iter().zip(&probabilities) {
+            assert!((a - b).abs() <= 1e-4, "{name} {detector:?}: class probability burn {a} engine {b}");
+        }
+    }
+
     let objective = |x: Tensor<4>| model.score_logit(detector, x);
     let burn_grad = to_vec(input_gradient(&objective, &burn_input(&x)));
     let (grad, _) = pollster::block_on(engine.input_gradient(&x, Direction::In)).unwrap();

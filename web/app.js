@@ -50,7 +50,11 @@ function formatVerdict(info, r) {
   const verdict = r.in_distribution === null || r.in_distribution === undefined ? ''
     : r.in_distribution ? ' <span class="verdict-in">in-distribution</span>' : ' <span class="verdict-out">OUT-of-distribution</span>';
   const article = r.class && /^[aeiou]/i.test(r.class) ? 'an' : 'a';
-  const cls = r.class ? ` · looks like ${article} <b>${r.class}</b>` : '';
+  const percent = (p) => `${Math.round(100 * p)}%`;
+  const top = r.top || [];
+  // How sure the classifier is: its top guess's probability, then the runners-up.
+  const sure = top.length ? ` (${percent(top[0].probability)}${top.length > 1 ? `; then ${top.slice(1).map((t) => `${t.class} ${percent(t.probability)}`).join(', ')}` : ''})` : '';
+  const cls = r.class ? ` · looks like ${article} <b>${r.class}</b><span class="top">${sure}</span>` : '';
   return `score ${r.score.toFixed(4)}${verdict}${cls}`;
 }
 

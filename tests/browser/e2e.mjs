@@ -296,7 +296,7 @@ await check('keyboard and screen readers: the drop zone opens the picker, names,
   } finally { await browser.close(); }
 });
 
-await check('rough edges: numbers refused by their field, focus, legend, names, live results, goal kept, stale results cleared', async () => {
+await check('rough edges: numbers refused by their field, focus, legend, names, live results, class probabilities, goal kept, stale results cleared', async () => {
   const { browser, page, logs } = await openPage(false, null, 390);
   const resultCards = () => page.$$eval('.result', (cards) => cards.map((c) => ({
     text: c.querySelector('.summary').textContent,
@@ -347,6 +347,11 @@ await check('rough edges: numbers refused by their field, focus, legend, names, 
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('#result-atd .download')]);
     const eps = await page.inputValue('#eps');
     assert(download.suggestedFilename() === `${stem}-adversarial-atd-eps${eps}-2steps.png`, `download named ${download.suggestedFilename()}`);
+    // Each card says how sure its classifier is: the top guess and two runners-up, in percent.
+    for (const key of ['atd', 'baseline']) {
+      const text = await page.textContent(`#card-${key} .score`);
+      assert(/looks like an? \w+ \(\d+%; then \w+ \d+%, \w+ \d+%\)/.test(text), `${key} card gives no probabilities: ${text}`);
+    }
     // Sample thumbnails have text alternatives.
     const unnamed = await page.$$eval('#samples button', (bs) => bs.filter((b) => {
       const t = b.querySelector('img, canvas');

@@ -185,8 +185,12 @@ impl Engine {
         Ok(objective.into_iter().map(|o| self.plan.score_from_objective(o)).collect())
     }
 
-    /// Scores and, when the file has a classifier head, the predicted class of each image.
-    pub async fn score_and_classify(&mut self, images: &[f32]) -> Result<(Vec<f32>, Option<Vec<usize>>), EngineError> {
+    /// Scores and, when the file has a classifier head, each image's class probabilities (the
+    /// softmax of its logits).
+    pub async fn score_and_classify(
+        &mut self,
+        images: &[f32],
+    ) -> Result<(Vec<f32>, Option<Vec<Vec<f32>>>), EngineError> {
         self.check_input(images)?;
         let table = self.plan.forward.clone();
         let schedule: Vec<usize> = (0..table.len()).collect();
@@ -195,15 +199,12 @@ impl Engine {
             reads.push((logits, self.plan.batch * self.plan.classes));
         }
         let mut out = self.execute(&table, &schedule, &[(self.plan.input, images)], &reads).await?;
-        let classes = (out.len() == 2).then(|| {
+        let probabilities = (out.len() == 2).then(|| {
             let logits = out.pop().expect("two reads");
-            logits
-                .chunks(self.plan.classes)
-                .map(|r| r.iter().enumerate().fold(0, |best, (c, v)| if *v > r[best] { c } else { best }))
-                .collect()
+            logits.chunks(self.plan.classes).map(softmax).collect()
         });
         let scores = out.pop().expect("one read").into_iter().map(|o| self.plan.score_from_objective(o)).collect();
-        Ok((scores, classes))
+        Ok((scores, probabilities))
     }
 
     /// d (sign * objective) / d input for each image, and the objective.
@@ -322,6 +323,14 @@ async fn yield_now() {
 
 #[cfg(not(target_arch = "wasm32"))]
 async fn yield_now() {}
+
+/// Probabilities from logits, shifted by their maximum so no exponential overflows.
+fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let total: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / total).collect()
+}
 
 #[cfg(test)]
 mod tests {

@@ -111,15 +111,26 @@ impl Detector {
     /// JSON `{score, in_distribution, class}` for CHW bytes of one 32x32 image.
     pub async fn score(&mut self, chw: Vec<u8>) -> Result<String, JsError> {
         let input = atd_core::preprocess::chw_bytes_to_input(&chw);
-        let (scores, classes) = self.engine.score_and_classify(&input).await.map_err(js_err)?;
-        Ok(self.verdict(scores[0], classes.map(|c| c[0])).to_string())
+        let (scores, probabilities) = self.engine.score_and_classify(&input).await.map_err(js_err)?;
+        Ok(self.verdict(scores[0], probabilities.as_ref().map(|p| p[0].as_slice())).to_string())
     }
 
-    fn verdict(&self, score: f32, class: Option<usize>) -> serde_json::Value {
+    /// The score, its verdict at the threshold and, with a classifier head, the most likely
+    /// class and the three most likely with their probabilities.
+    fn verdict(&self, score: f32, probabilities: Option<&[f32]>) -> serde_json::Value {
+        let names = &self.engine.plan.card.class_names;
+        let mut ranked: Vec<(usize, f32)> = probabilities.unwrap_or_default().iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<serde_json::Value> = ranked
+            .iter()
+            .take(3)
+            .map(|&(c, p)| serde_json::json!({ "class": names.get(c).cloned().unwrap_or_else(|| c.to_string()), "probability": p }))
+            .collect();
         serde_json::json!({
             "score": score,
             "in_distribution": self.threshold.map(|t| score >= t),
-            "class": class.and_then(|c| self.engine.plan.card.class_names.get(c).cloned()),
+            "class": top.first().map(|t| t["class"].clone()),
+            "top": top,
         })
     }
 
@@ -154,12 +165,12 @@ impl Detector {
         let ms_per_step = (js_sys::Date::now() - started) / (steps_done.max(1) as f64);
         let adversarial = atd_core::preprocess::quantize_towards_clean(&chw, &result.adversarial);
         // Score what the user downloads: the quantised image.
-        let (scores, classes) = self
+        let (scores, probabilities) = self
             .engine
             .score_and_classify(&atd_core::preprocess::chw_bytes_to_input(&adversarial))
             .await
             .map_err(js_err)?;
-        let mut out = self.verdict(scores[0], classes.map(|c| c[0]));
+        let mut out = self.verdict(scores[0], probabilities.as_ref().map(|p| p[0].as_slice()));
         out["adversarial"] = serde_json::json!(adversarial);
         out["linf"] = serde_json::json!(linf_levels(&chw, &adversarial));
         out["steps"] = serde_json::json!(steps_done);
