@@ -294,7 +294,7 @@ worker.onmessage = (event) => {
       const before = attack.before[msg.key];
       const how = msg.stopped ? `stopped after ${r.steps} of ${attack.steps} steps; the best point so far` : `best point of ${r.steps} steps`;
       summary.innerHTML = `${before.score.toFixed(4)} → ${formatVerdict(infos[msg.key], r)}<br>`
-        + `${how} · L∞ = ${r.linf}/255 (ε = ${attack.epsLevels}/255) · ${r.ms_per_step.toFixed(1)} ms/step · seed ${r.seed}`;
+        + `${how} · L∞ = ${r.linf}/255 (ε = ${attack.epsLevels}/255) · ${r.ms_per_step.toFixed(1)} ms/step (both detectors in turn) · seed ${r.seed}`;
       summary.dataset.score = r.score;
       summary.dataset.linf = r.linf;
       summary.dataset.steps = r.steps;

@@ -1,7 +1,8 @@
 // The detectors run here, off the page's thread: our WGSL engine on WebGPU, or its CPU
 // reference in WebAssembly. Images never leave this browser.
 //
-// Messages are handled one at a time, in order (a detector is never used by two calls at once);
+// Messages are handled one at a time, in order (a detector is never used by two calls at once;
+// an attack runs the two detectors side by side, each on its own);
 // `stop`, a new image and a new attack take effect at once by asking the running attack to stop.
 import init, { Detector, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_wasm.js';
 
@@ -83,38 +84,35 @@ async function fallBackToCpu(err) {
   });
 }
 
+// Both detectors are attacked together: each attack hands the event loop back after every
+// report, so their steps interleave and a Stop leaves both with the best point found so far.
 async function attack(msg) {
   stopRequested = false;
   const chw = new Uint8Array(msg.chw);
-  for (const [key, detector] of detectors) {
-    if (stopRequested) {
-      // Every detector's card ends in a stated state, also the ones never attacked.
-      reply({ type: 'attacked', id: msg.id, key, result: null, stopped: true });
-      continue;
-    }
-    const options = JSON.stringify({ direction: msg.direction, eps: msg.eps, steps: msg.steps, seed: msg.seed });
+  const options = JSON.stringify({ direction: msg.direction, eps: msg.eps, steps: msg.steps, seed: msg.seed });
+  const runs = [...detectors].map(async ([key, detector]) => {
     const onStep = (t, score) => {
       reply({ type: 'step', id: msg.id, key, t, score });
       return !stopRequested;
     };
-    let result;
-    try {
-      result = JSON.parse(await detector.attack(chw, options, onStep));
-    } catch (err) {
-      if (engineNow !== 'gpu') throw err;
-      await fallBackToCpu(err);
-      for (const k of detectors.keys()) {
-        reply({ type: 'attacked', id: msg.id, key: k, result: null, stopped: true, reason: 'stopped: the GPU device was lost; run it again' });
-      }
-      reply({ type: 'attack-finished', id: msg.id, stopped: true });
-      return;
-    }
+    const result = JSON.parse(await detector.attack(chw, options, onStep));
     const adversarial = new Uint8Array(result.adversarial);
     result.rgba = chw_to_rgba(adversarial);
     result.perturbation = perturbation_rgba(chw, adversarial, msg.eps);
     result.png = encode_png(adversarial);
     delete result.adversarial;
     reply({ type: 'attacked', id: msg.id, key, result, stopped: result.steps < msg.steps });
+  });
+  // Every attack settles before the detectors are touched again (a fallback frees them).
+  const failure = (await Promise.allSettled(runs)).find((r) => r.status === 'rejected');
+  if (failure) {
+    if (engineNow !== 'gpu') throw failure.reason;
+    await fallBackToCpu(failure.reason);
+    for (const k of detectors.keys()) {
+      reply({ type: 'attacked', id: msg.id, key: k, result: null, stopped: true, reason: 'stopped: the GPU device was lost; run it again' });
+    }
+    reply({ type: 'attack-finished', id: msg.id, stopped: true });
+    return;
   }
   reply({ type: 'attack-finished', id: msg.id, stopped: stopRequested });
 }
