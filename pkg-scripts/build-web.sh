@@ -2,6 +2,10 @@
 # Build the browser demo: the atd-wasm package into web/pkg/ (cargo + wasm-bindgen-cli at the
 # version Cargo.lock pins), and, when the data pack is here (ATD_DATA, else ../shared/data), a
 # few CIFAR-10 test images as PNGs in web/samples/cifar/ (git-ignored: datasets are never committed).
+# Then the site to publish, in SITE (default target/site): the page, its scripts, the wasm
+# package, the models and the samples, with every URL relative (it works from any host and any
+# sub-path) and a version (a digest of the files) on every URL the page loads, so browsers never
+# mix a new release with cached files of an old one. Copy that folder to any static host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,3 +29,14 @@ else
   echo "no data pack at $DATA: the page offers only its generated samples"
 fi
 echo "built web/ ($(du -sh web/pkg | cut -f1) of wasm package)"
+
+SITE=${SITE:-target/site}
+VERSION=$(cat web/index.html web/*.js web/style.css web/pkg/* web/models/* | sha256sum | cut -c1-12)
+rm -rf "$SITE"
+mkdir -p "$SITE"
+cp -r web/index.html web/app.js web/worker.js web/decode.js web/style.css web/pkg web/models "$SITE/"
+if [ -d web/samples ]; then cp -r web/samples "$SITE/"; fi
+# app.js hands its own ?v= on to everything else it loads.
+sed -i "s|src=\"app.js\"|src=\"app.js?v=$VERSION\"|; s|href=\"style.css\"|href=\"style.css?v=$VERSION\"|" "$SITE/index.html"
+grep -q "app.js?v=$VERSION" "$SITE/index.html" || { echo "could not version $SITE/index.html"; exit 1; }
+echo "wrote the site to publish: $SITE/ (version $VERSION, $(du -sh "$SITE" | cut -f1))"

@@ -2,14 +2,19 @@
 // work happens in worker.js; nothing is sent over the network except fetching this site's files.
 
 const $ = (selector) => document.querySelector(selector);
+// The site's version: the `?v=...` that pkg-scripts/build-web.sh puts on this script in a
+// published copy (empty in web/ itself). Every file the page loads carries it, so a browser never
+// mixes a new release with cached files of an old one.
+const VERSION = new URL(import.meta.url).search;
+const versioned = (path) => `${path}${VERSION}`;
 const params = new URLSearchParams(location.search);
 const MODELS = [
-  { key: 'atd', url: 'models/atd.safetensors', head: 'atd', label: 'ATD', colour: '#1f77b4' },
-  { key: 'baseline', url: 'models/standard.safetensors', head: 'msp', label: 'Baseline', colour: '#e6550d' },
+  { key: 'atd', url: versioned('models/atd.safetensors'), head: 'atd', label: 'ATD', colour: '#1f77b4' },
+  { key: 'baseline', url: versioned('models/standard.safetensors'), head: 'msp', label: 'Baseline', colour: '#e6550d' },
 ];
 const MAX_FILE_BYTES = 64 * 1024 * 1024;
 
-const worker = new Worker('worker.js', { type: 'module' });
+const worker = new Worker(versioned('worker.js'), { type: 'module' });
 let infos = {};
 let current = null; // { id, name, chw, results }
 let nextId = 1;
@@ -131,7 +136,7 @@ function sendImage(bytes, name) {
   current = { id, name: baseName(name), pending: true };
   $('#run').disabled = true;
   // Decoding runs in a worker of its own that is then discarded, memory and all.
-  const decoder = new Worker('decode.js', { type: 'module' });
+  const decoder = new Worker(versioned('decode.js'), { type: 'module' });
   decoder.onmessage = ({ data }) => {
     decoder.terminate();
     if (!current || current.id !== id) return;
@@ -286,7 +291,7 @@ worker.onmessage = (event) => {
       const summary = card.querySelector('.summary');
       summary.dataset.state = msg.stopped ? 'stopped' : 'done';
       if (!r) {
-        summary.textContent = msg.reason || 'stopped before its attack began';
+        summary.textContent = msg.reason || 'stopped';
         break;
       }
       drawPixels(card.querySelector('.adv'), r.rgba);
@@ -400,12 +405,12 @@ for (const g of generators) {
   addSample(g.name, thumb, () => new Promise((resolve) => g.canvas.toBlob(async (b) => resolve(await b.arrayBuffer()), 'image/png')));
 }
 
-fetch('samples/cifar/index.json').then((r) => (r.ok ? r.json() : [])).then((list) => {
+fetch(versioned('samples/cifar/index.json')).then((r) => (r.ok ? r.json() : [])).then((list) => {
   for (const item of list) {
     const thumb = new Image();
     thumb.alt = `CIFAR-10 test image (${item.name})`;
-    thumb.src = `samples/cifar/${item.file}`;
-    addSample(item.name, thumb, async () => (await fetch(`samples/cifar/${item.file}`)).arrayBuffer());
+    thumb.src = versioned(`samples/cifar/${item.file}`);
+    addSample(item.name, thumb, async () => (await fetch(versioned(`samples/cifar/${item.file}`))).arrayBuffer());
   }
 }).catch(() => {});
 

@@ -4,9 +4,14 @@
 // Messages are handled one at a time, in order (a detector is never used by two calls at once;
 // an attack runs the two detectors side by side, each on its own);
 // `stop`, a new image and a new attack take effect at once by asking the running attack to stop.
-import init, { Detector, chw_to_rgba, perturbation_rgba, encode_png } from './pkg/atd_wasm.js';
-
-const ready = init();
+// The wasm package, loaded with the page's version (see app.js) on it and its .wasm file.
+const VERSION = self.location.search;
+let atd = null;
+const ready = import(`./pkg/atd_wasm.js${VERSION}`).then(async (module) => {
+  const exports = await module.default({ module_or_path: new URL(`pkg/atd_wasm_bg.wasm${VERSION}`, self.location.href) });
+  atd = module;
+  return exports;
+});
 let detectors = new Map();
 // The detectors' GPU devices, taken while no call holds a detector (a running attack does).
 let gpuDevices = [];
@@ -24,7 +29,7 @@ async function loadAll(models, engine) {
     const response = await fetch(m.url);
     if (!response.ok) throw new Error(`could not load ${m.url}: HTTP ${response.status}`);
     const bytes = new Uint8Array(await response.arrayBuffer());
-    loaded.set(m.key, await Detector.load(bytes, m.head, engine));
+    loaded.set(m.key, await atd.Detector.load(bytes, m.head, engine));
   }
   return loaded;
 }
@@ -97,9 +102,9 @@ async function attack(msg) {
     };
     const result = JSON.parse(await detector.attack(chw, options, onStep));
     const adversarial = new Uint8Array(result.adversarial);
-    result.rgba = chw_to_rgba(adversarial);
-    result.perturbation = perturbation_rgba(chw, adversarial, msg.eps);
-    result.png = encode_png(adversarial);
+    result.rgba = atd.chw_to_rgba(adversarial);
+    result.perturbation = atd.perturbation_rgba(chw, adversarial, msg.eps);
+    result.png = atd.encode_png(adversarial);
     delete result.adversarial;
     reply({ type: 'attacked', id: msg.id, key, result, stopped: result.steps < msg.steps });
   });
@@ -138,7 +143,7 @@ const handlers = {
       await fallBackToCpu(err);
       results = await scoreAll();
     }
-    reply({ type: 'scored', id: msg.id, chw, rgba: chw_to_rgba(chw), results, wasmBytes: wasm.memory.buffer.byteLength });
+    reply({ type: 'scored', id: msg.id, chw, rgba: atd.chw_to_rgba(chw), results, wasmBytes: wasm.memory.buffer.byteLength });
   },
   attack,
 };

@@ -44,12 +44,20 @@ const modelInput = (path) => JSON.parse(testImagesTool(['chw', path]));
 
 // ---- static server on 127.0.0.1 ---------------------------------------------------------
 const MIME = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.json': 'application/json', '.png': 'image/png', '.safetensors': 'application/octet-stream' };
+// web/ at the root; the published site (pkg-scripts/build-web.sh's target/site) under a
+// sub-path, as a project page of a static host serves it, with .wasm as a host that does not
+// know the type would send it.
+const site = join(root, 'target', 'site');
+const SUB_PATH = '/published/atd/';
 const requests = [];
 const server = createServer((req, res) => {
   requests.push(`${req.method} ${req.url}`);
-  const path = join(web, decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/\/$/, '/index.html'));
-  if (!path.startsWith(web) || !existsSync(path)) { res.writeHead(404); return res.end('not found'); }
-  res.writeHead(200, { 'content-type': MIME[extname(path)] || 'application/octet-stream' });
+  const pathname = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+  const [base, rel] = pathname.startsWith(SUB_PATH) ? [site, pathname.slice(SUB_PATH.length - 1)] : [web, pathname];
+  const path = join(base, rel.replace(/\/$/, '/index.html'));
+  if (!path.startsWith(base) || !existsSync(path)) { res.writeHead(404); return res.end('not found'); }
+  const type = base === site && extname(path) === '.wasm' ? 'application/octet-stream' : MIME[extname(path)];
+  res.writeHead(200, { 'content-type': type || 'application/octet-stream' });
   res.end(readFileSync(path));
 });
 await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -229,8 +237,10 @@ for (const engine of ['gpu', 'cpu']) {
       await page.click('#stop');
       await page.waitForSelector('#attack-panel[data-state="stopped"]', { timeout: 30000 });
       const seconds = (Date.now() - asked) / 1000;
-      // A stop is honoured at the next step (~0.15-0.7 s here).
-      assert(seconds < 3, `the attack ended ${seconds.toFixed(1)} s after Stop`);
+      // A stop is honoured at each attack's next step; with both detectors' steps in flight on
+      // SwiftShader (0.3-0.7 s each) and a last forward pass each, that took up to 3.3 s here
+      // beside a training run; on the CPU engine well under a second.
+      assert(seconds < (engine === 'gpu' ? 6 : 3), `the attack ended ${seconds.toFixed(1)} s after Stop`);
       // The two detectors were attacked together: both stopped part-way with a best point.
       for (const key of ['atd', 'baseline']) {
         const card = await page.$eval(`#result-${key} .summary`, (e) => ({ state: e.dataset.state, steps: Number(e.dataset.steps), score: e.dataset.score, text: e.textContent }));
@@ -409,8 +419,34 @@ await check('a 4000x3000 image leaves the detectors\' memory as it was (decoded 
   } finally { await browser.close(); }
 });
 
+await check('the published site works from a sub-path, every file it loads versioned', async () => {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: BASE_FLAGS });
+  try {
+    const page = await browser.newPage();
+    const logs = [];
+    page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+    const from = requests.length;
+    await page.goto(`${url}${SUB_PATH.slice(1)}`);
+    await page.waitForSelector('#status[data-state="cpu"]', { timeout: 120000 });
+    await rescored(page, () => page.click('[data-sample="shapes"]'));
+    await page.fill('#steps', '2');
+    await page.click('#run');
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    const loaded = requests.slice(from).map((r) => r.replace(/^GET /, ''));
+    assert(loaded.every((r) => r.startsWith(SUB_PATH)), `requests outside the sub-path: ${loaded.filter((r) => !r.startsWith(SUB_PATH)).join(', ')}`);
+    const version = /app\.js\?v=([0-9a-f]{12})$/.exec(loaded.find((r) => r.includes('app.js')) || '');
+    assert(version, `app.js was not versioned: ${loaded.join(', ')}`);
+    const unversioned = loaded.filter((r) => !r.endsWith(SUB_PATH) && !r.endsWith(`?v=${version[1]}`));
+    assert(unversioned.length === 0, `loaded without the version: ${unversioned.join(', ')}`);
+    for (const file of ['worker.js', 'decode.js', 'atd_wasm.js', 'atd_wasm_bg.wasm', 'atd.safetensors']) {
+      assert(loaded.some((r) => r.includes(file)), `${file} was not loaded from the site: ${loaded.join(', ')}`);
+    }
+    assert(!logs.length, logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
 await check('the page fetched nothing but its own files', async () => {
-  const foreign = requests.filter((r) => !/^GET \/(|index\.html|app\.js|worker\.js|decode\.js|style\.css|pkg\/.*|models\/.*|samples\/.*)(\?.*)?$/.test(r));
+  const foreign = requests.filter((r) => !/^GET \/(published\/atd\/)?(|index\.html|app\.js|worker\.js|decode\.js|style\.css|pkg\/.*|models\/.*|samples\/.*)(\?.*)?$/.test(r));
   assert(foreign.length === 0, `unexpected requests: ${foreign.join(', ')}`);
   assert(!requests.some((r) => r.startsWith('POST') || r.startsWith('PUT')), 'the page uploaded something');
 });
