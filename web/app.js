@@ -21,6 +21,8 @@ let nextId = 1;
 let attack = null; // { id, steps, epsLevels, seed, direction, series: {key: [scores]}, running }
 // The Goal menu follows each new image's ATD verdict until the user picks a goal; then it stays.
 let goalChosen = false;
+// The state a shared link opened the page with (see readSharedLink), or null.
+let shared = null;
 
 function showError(message) {
   const box = $('#error');
@@ -126,14 +128,15 @@ function cancelAttack(reason) {
   drawChart();
 }
 
-// `name`: the file's or sample's name, for the download file names.
-function sendImage(bytes, name) {
+// `name`: the file's or sample's name, for the download file names; `sample`: the sample's name
+// when it is one (a link can name a sample, not an upload).
+function sendImage(bytes, name, sample = null) {
   if (!bytes || bytes.byteLength === 0) return failImage('That file is empty.');
   if (bytes.byteLength > MAX_FILE_BYTES) return failImage(`That file is ${(bytes.byteLength / 2 ** 20).toFixed(0)} MiB; the limit is 64 MiB.`);
   showError('');
   cancelAttack('cancelled: a new image was chosen');
   const id = nextId++;
-  current = { id, name: baseName(name), pending: true };
+  current = { id, name: baseName(name), sample, pending: true };
   $('#run').disabled = true;
   // Decoding runs in a worker of its own that is then discarded, memory and all.
   const decoder = new Worker(versioned('decode.js'), { type: 'module' });
@@ -266,11 +269,12 @@ worker.onmessage = (event) => {
       if (current && current.chw) $('#run').disabled = false;
       $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${plainDescription(m, infos[m.key])}`).join(' ');
       drawChart();
+      restoreSharedImage();
       break;
     }
     case 'scored': {
       if (!current || msg.id !== current.id) break;
-      current = { id: msg.id, name: current.name, chw: msg.chw, results: msg.results };
+      current = { id: msg.id, name: current.name, sample: current.sample, chw: msg.chw, results: msg.results };
       $('#input').dataset.workerWasmBytes = msg.wasmBytes;
       drawPixels($('#input'), msg.rgba);
       showScores(msg.results);
@@ -392,8 +396,9 @@ function addSample(name, thumb, getBytes) {
   const button = document.createElement('button');
   button.dataset.sample = name;
   button.append(thumb, document.createTextNode(name));
-  button.addEventListener('click', async () => sendImage(await getBytes(), name));
+  button.addEventListener('click', async () => sendImage(await getBytes(), name, name));
   $('#samples').append(button);
+  restoreSharedImage();
 }
 
 for (const g of generators) {
@@ -412,7 +417,11 @@ fetch(versioned('samples/cifar/index.json')).then((r) => (r.ok ? r.json() : []))
     thumb.src = versioned(`samples/cifar/${item.file}`);
     addSample(item.name, thumb, async () => (await fetch(versioned(`samples/cifar/${item.file}`))).arrayBuffer());
   }
-}).catch(() => {});
+}).catch(() => {}).finally(() => {
+  // Every sample is on the page now: a link naming another one says so.
+  const known = [...document.querySelectorAll('[data-sample]')].some((b) => shared && b.dataset.sample === shared.sample);
+  if (shared && shared.sample && !known) $('#shared').textContent = `The link names the sample "${shared.sample}", which this copy of the page does not have: choose an image, then run.`;
+});
 
 // ---- attack -----------------------------------------------------------------------------
 $('#eps').addEventListener('input', () => {
@@ -469,6 +478,7 @@ $('#run').addEventListener('click', () => {
     imageName: current.name || 'image', series: Object.fromEntries(MODELS.map((m) => [m.key, []])),
   };
   $('#seed-used').textContent = `seed ${seed}`;
+  showShareLink({ sample: current.sample, goal: direction, eps: epsLevels, steps, seed, engine: $('#engine').value });
   for (const m of MODELS) $(`#result-${m.key} .summary`).dataset.state = 'running';
   $('#attack-panel').dataset.state = 'running';
   $('#stop').disabled = false;
@@ -483,6 +493,52 @@ $('#direction').addEventListener('change', () => { goalChosen = true; });
 $('#steps').addEventListener('input', () => fieldError('steps', ''));
 $('#seed').addEventListener('input', () => fieldError('seed', ''));
 
+// ---- sharing an attack by link ---------------------------------------------------------
+// The URL fragment holds what reruns an attack: the sample, goal, eps, steps, seed, engine and
+// models (only the shipped ones exist in this page). An uploaded image cannot travel in a link,
+// and nothing in the fragment is ever sent to a server.
+function showShareLink(state) {
+  const link = $('#share');
+  const fields = new URLSearchParams({ goal: state.goal, eps: state.eps, steps: state.steps, seed: state.seed, engine: state.engine, models: 'shipped' });
+  if (state.sample) fields.set('sample', state.sample);
+  link.href = `#${fields}`;
+  link.hidden = false;
+  link.textContent = state.sample ? 'Link to this attack' : 'Link to these settings (an uploaded image cannot travel in a link)';
+  history.replaceState(null, '', link.href);
+}
+
+// What the page was opened with (null without a fragment); its sample loads once it exists.
+function readSharedLink() {
+  const fields = new URLSearchParams(location.hash.slice(1));
+  if (![...fields.keys()].length) return null;
+  const number = (key, low, high) => {
+    const v = fields.get(key);
+    return v !== null && /^\d+$/.test(v) && Number(v) >= low && Number(v) <= high ? Number(v) : null;
+  };
+  const state = {
+    sample: fields.get('sample'), goal: ['in', 'out'].includes(fields.get('goal')) ? fields.get('goal') : null,
+    eps: number('eps', 0, 16), steps: number('steps', 1, 1000), seed: number('seed', 0, 2 ** 32 - 1),
+    engine: ['auto', 'gpu', 'cpu'].includes(fields.get('engine')) ? fields.get('engine') : null,
+  };
+  if (state.goal) { $('#direction').value = state.goal; goalChosen = true; }
+  if (state.eps !== null) { $('#eps').value = String(state.eps); $('#eps').dispatchEvent(new Event('input')); }
+  if (state.steps !== null) $('#steps').value = String(state.steps);
+  if (state.seed !== null) $('#seed').value = String(state.seed);
+  const note = $('#shared');
+  note.hidden = false;
+  note.textContent = state.sample
+    ? `Opened from a link: ${state.sample}, the same goal, ε, steps and seed. Press "Run the attack" to rerun it; the same engine gives the same numbers.`
+    : 'Opened from a link with no sample in it (an uploaded image cannot travel in a link): choose the image again, then run.';
+  return state;
+}
+
+// Load the linked sample once both it and the models are there (either may come last).
+function restoreSharedImage() {
+  if (!shared || !shared.sample || shared.restored || !infos.atd) return;
+  const button = [...document.querySelectorAll('[data-sample]')].find((b) => b.dataset.sample === shared.sample);
+  if (button) { shared.restored = true; button.click(); }
+}
+
 function loadModels(engine) {
   cancelAttack('cancelled: the engine was changed');
   $('#run').disabled = true;
@@ -490,6 +546,7 @@ function loadModels(engine) {
   setStatus('Loading the models…', 'loading');
   worker.postMessage({ type: 'init', models: MODELS.map(({ key, url, head }) => ({ key, url, head })), engine });
 }
-$('#engine').value = ['auto', 'gpu', 'cpu'].includes(params.get('engine')) ? params.get('engine') : 'auto';
+shared = readSharedLink();
+$('#engine').value = (shared && shared.engine) || (['auto', 'gpu', 'cpu'].includes(params.get('engine')) ? params.get('engine') : 'auto');
 $('#engine').addEventListener('change', () => loadModels($('#engine').value));
 loadModels($('#engine').value);

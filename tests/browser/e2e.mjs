@@ -385,6 +385,48 @@ await check('rough edges: numbers refused by their field, focus, legend, names, 
   } finally { await browser.close(); }
 });
 
+await check('an attack shared by link: the fragment restores sample, goal, eps, steps, seed and engine, and a rerun gives the same numbers', async () => {
+  const { browser, page, logs } = await openPage(false, 'cpu');
+  try {
+    await page.waitForFunction(() => document.querySelectorAll('[data-sample]').length > 4, null, { timeout: 30000 });
+    const sample = await page.$$eval('[data-sample]', (bs) => bs.map((b) => b.dataset.sample).pop());
+    await rescored(page, () => page.click(`[data-sample="${sample}"]`));
+    const goal = (await page.inputValue('#direction')) === 'out' ? 'in' : 'out';
+    await page.selectOption('#direction', goal);
+    await page.fill('#eps', '5');
+    await page.dispatchEvent('#eps', 'input');
+    await page.fill('#steps', '3');
+    await page.fill('#seed', '4242');
+    await page.click('#run');
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    const first = { series: await seriesOf(page), atd: await scoreOf(page, '#result-atd .summary'), baseline: await scoreOf(page, '#result-baseline .summary') };
+    const link = await page.getAttribute('#share', 'href');
+    assert(page.url().endsWith(link), `the address bar (${page.url()}) does not hold the link ${link}`);
+    const shared = await browser.newPage();
+    await shared.goto(`${url}${link}`);
+    await shared.waitForSelector('#status[data-state="cpu"]', { timeout: 120000 });
+    await shared.waitForFunction(() => document.querySelector('#card-atd .score').dataset.score !== undefined, null, { timeout: 60000 });
+    const restored = await shared.evaluate(() => ({
+      goal: document.querySelector('#direction').value, eps: document.querySelector('#eps').value,
+      steps: document.querySelector('#steps').value, seed: document.querySelector('#seed').value,
+      engine: document.querySelector('#engine').value, note: document.querySelector('#shared').textContent,
+    }));
+    assert(restored.goal === goal && restored.eps === '5' && restored.steps === '3' && restored.seed === '4242' && restored.engine === 'cpu', `restored ${JSON.stringify(restored)}`);
+    assert(restored.note.includes(sample), `the page does not say what the link restored: ${restored.note}`);
+    await shared.click('#run');
+    await shared.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    const second = { series: await seriesOf(shared), atd: await scoreOf(shared, '#result-atd .summary'), baseline: await scoreOf(shared, '#result-baseline .summary') };
+    assert(JSON.stringify(second) === JSON.stringify(first), `the rerun differs: ${JSON.stringify(first)} vs ${JSON.stringify(second)}`);
+    // An upload cannot travel in a link: the link says so.
+    await upload(page, testImage().path);
+    await page.click('#run');
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    const uploadLink = { href: await page.getAttribute('#share', 'href'), text: await page.textContent('#share') };
+    assert(!uploadLink.href.includes('sample=') && /uploaded image cannot travel/.test(uploadLink.text), `after an upload: ${JSON.stringify(uploadLink)}`);
+    assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
 await check('the GPU device lost mid-attack: the page says so, goes on on the CPU engine, the next image works', async () => {
   const { browser, page, logs } = await openPage(true, 'gpu');
   try {
