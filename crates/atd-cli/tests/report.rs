@@ -91,6 +91,29 @@ fn report_writes_the_tables_and_figures() {
     }
     let numbers: Value = serde_json::from_str(&std::fs::read_to_string(page.with_extension("json")).unwrap()).unwrap();
     assert!(numbers["table1"].as_array().unwrap().len() >= 10, "ATD x3, the paper recipe x3 and the baselines");
+    // Every row names the file it comes from, by path and content digest (what `atd digest`
+    // prints), with its method and recipe; rows of one file share its digest, other files differ.
+    let digest_of =
+        |path: &Path| run(&["digest", path.to_str().unwrap()]).split_whitespace().next().unwrap().to_string();
+    let files = [
+        ("ATD", atd_run.join("atd.safetensors")),
+        ("ATD, paper recipe", paper_run.join("atd.safetensors")),
+        ("standard", standard.clone()),
+    ];
+    for row in numbers["table1"].as_array().unwrap() {
+        let source = &row["source"];
+        let (_, file) =
+            files.iter().find(|(_, f)| source["file"] == f.to_str().unwrap()).unwrap_or_else(|| panic!("{row}"));
+        assert_eq!(source["digest"], digest_of(file), "{}", row["model"]);
+        assert!(source["method"].is_string() && source["recipe"]["epochs"].is_number(), "{source}");
+    }
+    for (name, file) in &files {
+        let prefix = &digest_of(file)[..16];
+        assert!(
+            md.contains(&format!("| {name} | `{}` | `{prefix}` |", file.display())),
+            "results.md does not list {name}:\n{md}"
+        );
+    }
     // ATD's rows measure a detector: it separates clean images, and the end-to-end attack on
     // both sides takes some of that away.
     let atd_pgd = numbers["table1"]

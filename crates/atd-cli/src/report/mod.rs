@@ -110,6 +110,34 @@ struct Row {
     model: String,
     kind: RowKind,
     eval: Evaluation,
+    source: Source,
+}
+
+/// The file a row's numbers come from, so any number traces back to it: the weights file, the
+/// digest of its content (`atd digest`), the training method and the recipe its card records.
+#[derive(Clone, serde::Serialize)]
+struct Source {
+    /// The row name the tables use for this model.
+    name: String,
+    file: String,
+    digest: String,
+    method: String,
+    recipe: serde_json::Value,
+}
+
+impl Source {
+    fn of(name: &str, path: &Path, model: &Model) -> anyhow::Result<Self> {
+        let bytes =
+            atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
+        let digest = atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let method = if model.detectors().contains(&Detector::Atd) {
+            format!("ATD on an {} extractor", extractor_label(model))
+        } else {
+            model.card.training["recipe"]["method"].as_str().unwrap_or("unknown").to_uppercase()
+        };
+        let recipe = model.card.training["recipe"].clone();
+        Ok(Self { name: name.to_string(), file: path.display().to_string(), digest, method, recipe })
+    }
 }
 
 /// All scores of an evaluation pooled over the OOD sets: (in clean, in attacked, out clean, out attacked).
@@ -138,6 +166,41 @@ fn hardware() -> String {
     format!("{cpu}, {cores} cores")
 }
 
+/// The models every row comes from: name, file, content digest, method and the recipe's main
+/// settings (the whole recipe is in results.json and in `atd info <file>`).
+fn models_table(sources: &[&Source]) -> String {
+    const KEYS: [&str; 12] = [
+        "method",
+        "arch",
+        "attack",
+        "epochs",
+        "lr",
+        "attack_steps",
+        "generator",
+        "synthetic_outliers",
+        "train_limit",
+        "init",
+        "ema",
+        "select_on",
+    ];
+    let mut s = String::from(
+        "## The models\n\nEvery row below names one of these files; `atd digest <file>` prints the digest of its content.\n\n| model | file | digest | method | recipe |\n|---|---|---|---|---|\n",
+    );
+    for m in sources {
+        // A standard model's recipe still holds the (unused) training-attack defaults.
+        let attacks = m.recipe["method"] != "standard";
+        let recipe: Vec<String> = KEYS
+            .iter()
+            .filter(|k| attacks || !k.starts_with("attack"))
+            .filter_map(|k| {
+                m.recipe.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k} {}", v.to_string().trim_matches('"')))
+            })
+            .collect();
+        s += &format!("| {} | `{}` | `{}` | {} | {} |\n", m.name, m.file, &m.digest[..16], m.method, recipe.join(", "));
+    }
+    s
+}
+
 fn auroc_cells(e: &Evaluation) -> String {
     Setting::ALL.iter().map(|&s| format!(" {:.3} |", e.auroc(s))).collect()
 }
@@ -155,6 +218,10 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     for (path, model) in std::iter::once((&opts.atd, &atd)).chain(opts.paper_recipe.iter().zip(&paper_recipe)) {
         anyhow::ensure!(model.detectors().contains(&Detector::Atd), "{} has no ATD discriminator", path.display());
     }
+    let atd_source = Source::of("ATD", &opts.atd, &atd)?;
+    let standard_source = Source::of("standard", &opts.standard, &standard)?;
+    let paper_recipe_source =
+        opts.paper_recipe.iter().zip(&paper_recipe).map(|(p, m)| Source::of(PAPER_RECIPE, p, m)).next().transpose()?;
     let cfg = |steps: usize| {
         PgdConfig::from(AttackSpec::new(opts.eps, steps).with_restarts(opts.restarts).with_seed(opts.seed))
     };
@@ -162,21 +229,26 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
     let atd_attacks = [Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))];
     let atd_runs = evaluate_all(&atd, Detector::Atd, data, &atd_attacks, device);
-    let mut rows: Vec<Row> =
-        atd_runs.iter().map(|e| Row { model: "ATD".into(), kind: RowKind::Atd, eval: e.clone() }).collect();
+    let mut rows: Vec<Row> = atd_runs
+        .iter()
+        .map(|e| Row { model: "ATD".into(), kind: RowKind::Atd, eval: e.clone(), source: atd_source.clone() })
+        .collect();
     let paper_recipe_runs = paper_recipe.as_ref().map(|m| evaluate_all(m, Detector::Atd, data, &atd_attacks, device));
-    for e in paper_recipe_runs.iter().flatten() {
-        rows.push(Row { model: PAPER_RECIPE.into(), kind: RowKind::Atd, eval: e.clone() });
+    if let (Some(runs), Some(source)) = (&paper_recipe_runs, &paper_recipe_source) {
+        for e in runs {
+            rows.push(Row { model: PAPER_RECIPE.into(), kind: RowKind::Atd, eval: e.clone(), source: source.clone() });
+        }
     }
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
     let robust = extractor_label(&atd);
-    for (name, kind, model) in
-        [(robust.as_str(), RowKind::RobustBaseline, &atd), ("standard", RowKind::Standard, &standard)]
-    {
+    for (name, kind, model, source) in [
+        (robust.as_str(), RowKind::RobustBaseline, &atd, &atd_source),
+        ("standard", RowKind::Standard, &standard, &standard_source),
+    ] {
         for detector in [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax] {
             if model.detectors().contains(&detector) {
                 let eval = evaluate(model, detector, data, &baseline, device);
-                rows.push(Row { model: name.to_string(), kind, eval });
+                rows.push(Row { model: name.to_string(), kind, eval, source: source.clone() });
             }
         }
     }
@@ -284,10 +356,17 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     let run_time =
         RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
     let atd_tables = Tables { extractor: &robust, atd: &atd_runs, paper_recipe: paper_recipe_runs.as_deref() };
+    let sources: Vec<&Source> =
+        [Some(&atd_source), paper_recipe_source.as_ref(), Some(&standard_source)].into_iter().flatten().collect();
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_tables, &checks, &sweep, &run_time);
+    let page = page.replacen("\n## Table 1", &format!("\n{}\n## Table 1", models_table(&sources)), 1);
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;
     let numbers = json!({
-        "table1": rows.iter().map(|r| json!({"model": r.model, "evaluation": r.eval})).collect::<Vec<_>>(),
+        "models": sources,
+        "table1": rows
+            .iter()
+            .map(|r| json!({"model": r.model, "source": r.source, "evaluation": r.eval}))
+            .collect::<Vec<_>>(),
         "transfer": transfers,
         "classification_attack": classification,
         "checks": checks,

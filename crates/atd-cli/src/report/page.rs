@@ -41,7 +41,7 @@ pub(super) fn markdown(
         match run_time.cached {
             0 => String::new(),
             n => format!(
-                " ({n} of its per-set results were resumed from the cache of interrupted earlier runs of the same command on the same files; their times are those of those runs)"
+                " ({n} of its per-set results were resumed from the cache of earlier runs of the same command on the same files, possibly on another machine; their times are those of those runs)"
             ),
         }
     );
