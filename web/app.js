@@ -8,11 +8,19 @@ const $ = (selector) => document.querySelector(selector);
 const VERSION = new URL(import.meta.url).search;
 const versioned = (path) => `${path}${VERSION}`;
 const params = new URLSearchParams(location.search);
+// The two slots and the shipped model in each. A weights file the user brings replaces a slot's
+// url with its bytes (and name); it never leaves the page.
+const SHIPPED = {
+  atd: { url: versioned('models/atd.safetensors'), head: 'atd', name: null },
+  baseline: { url: versioned('models/standard.safetensors'), head: 'msp', name: null },
+};
 const MODELS = [
-  { key: 'atd', url: versioned('models/atd.safetensors'), head: 'atd', label: 'ATD', colour: '#1f77b4' },
-  { key: 'baseline', url: versioned('models/standard.safetensors'), head: 'msp', label: 'Baseline', colour: '#e6550d' },
+  { key: 'atd', ...SHIPPED.atd, label: 'ATD', colour: '#1f77b4', prefer: ['atd', 'msp'] },
+  { key: 'baseline', ...SHIPPED.baseline, label: 'Baseline', colour: '#e6550d', prefer: ['msp', 'atd'] },
 ];
 const MAX_FILE_BYTES = 64 * 1024 * 1024;
+// The engine takes at most 512 MiB (weights and working memory); the page's models are ~1.5 MiB.
+const MAX_MODEL_BYTES = 256 * 1024 * 1024;
 
 const worker = new Worker(versioned('worker.js'), { type: 'module' });
 let infos = {};
@@ -268,7 +276,9 @@ worker.onmessage = (event) => {
       $('#engine').disabled = false;
       if (current && current.chw) $('#run').disabled = false;
       $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${plainDescription(m, infos[m.key])}`).join(' ');
+      for (const m of MODELS) showModel(m);
       drawChart();
+      if (rescoreWhenReady) { rescoreWhenReady = false; rescore(); }
       restoreSharedImage();
       break;
     }
@@ -279,6 +289,22 @@ worker.onmessage = (event) => {
       drawPixels($('#input'), msg.rgba);
       showScores(msg.results);
       $('#run').disabled = false;
+      break;
+    }
+    case 'model-loaded': {
+      const m = MODELS.find((x) => x.key === msg.key);
+      Object.assign(m, { url: null, bytes: msg.bytes, head: msg.head, name: msg.name });
+      infos[m.key] = msg.info;
+      showError('');
+      showModel(m);
+      drawChart();
+      rescore();
+      break;
+    }
+    case 'model-refused': {
+      const m = MODELS.find((x) => x.key === msg.key);
+      showModel(m);
+      showError(`Could not use ${msg.name} for the ${m.label} slot: ${msg.message}. The page keeps ${m.name || 'the shipped model'}.`);
       break;
     }
     case 'step': {
@@ -493,6 +519,64 @@ $('#direction').addEventListener('change', () => { goalChosen = true; });
 $('#steps').addEventListener('input', () => fieldError('steps', ''));
 $('#seed').addEventListener('input', () => fieldError('seed', ''));
 
+// ---- bringing your own model -----------------------------------------------------------
+// A slot's model card in one line: file, detector, method and recipe, validation numbers and the
+// threshold in use.
+function modelSummary(m, info) {
+  const recipe = info.recipe || {};
+  const trained = [recipe.method && `method ${recipe.method}`, recipe.arch && `${recipe.arch} preset`, recipe.epochs && `${recipe.epochs} epochs`]
+    .filter(Boolean).join(', ');
+  const validation = Object.entries((info.metrics && info.metrics.validation) || {})
+    .filter(([k, v]) => k.startsWith('val_') && typeof v === 'number' && !k.endsWith('_images'))
+    .slice(0, 3).map(([k, v]) => `${k.replace(/^val_/, '').replace(/_/g, ' ')} ${v < 1 ? `${(100 * v).toFixed(1)}%` : v}`);
+  const threshold = typeof info.threshold === 'number' ? `threshold ${info.threshold.toFixed(3)} (95% TPR)` : 'no threshold in its card';
+  return [m.name ? `${m.name}: ${info.detector === 'atd' ? 'ATD discriminator' : 'classifier, MSP'}` : null,
+    trained || info.training, validation.length ? `validation: ${validation.join(', ')}` : null, threshold].filter(Boolean).join(' · ');
+}
+
+function showModel(m) {
+  const card = $(`#card-${m.key}`);
+  card.querySelector('.model-name').textContent = m.name || m.label;
+  card.querySelector('.model-kind').textContent = m.name ? `(your file, as ${infos[m.key].detector === 'atd' ? 'ATD' : 'MSP'})` : card.dataset.kind;
+  card.querySelector('.model-card').textContent = modelSummary(m, infos[m.key]);
+  card.querySelector('.shipped-model').hidden = !m.name;
+}
+
+// Score the image on screen again (after a model changed); after the models reload, when set.
+let rescoreWhenReady = false;
+// Score the image on screen again (after a model changed).
+function rescore() {
+  if (!current || !current.chw) return;
+  const id = nextId++;
+  current = { ...current, id, pending: true };
+  $('#run').disabled = true;
+  worker.postMessage({ type: 'image', id, chw: current.chw.slice() });
+}
+
+for (const input of document.querySelectorAll('.model-file')) {
+  const m = MODELS.find((x) => x.key === input.dataset.key);
+  $(`#card-${m.key}`).dataset.kind = $(`#card-${m.key} .model-kind`).textContent;
+  input.addEventListener('change', async () => {
+    const file = input.files[0];
+    input.value = '';
+    if (!file) return;
+    if (file.size > MAX_MODEL_BYTES) {
+      return showError(`${file.name} is ${(file.size / 2 ** 20).toFixed(0)} MiB; the page takes weights files up to 256 MiB. It keeps ${m.name || 'the shipped model'}.`);
+    }
+    cancelAttack('cancelled: a model was changed');
+    worker.postMessage({ type: 'stop' });
+    $(`#card-${m.key} .model-card`).textContent = `loading ${file.name}…`;
+    worker.postMessage({ type: 'model', key: m.key, name: file.name, bytes: await file.arrayBuffer(), prefer: m.prefer });
+  });
+}
+for (const button of document.querySelectorAll('.shipped-model')) {
+  button.addEventListener('click', () => {
+    Object.assign(MODELS.find((x) => x.key === button.dataset.key), SHIPPED[button.dataset.key], { bytes: null });
+    rescoreWhenReady = true;
+    loadModels($('#engine').value);
+  });
+}
+
 // ---- sharing an attack by link ---------------------------------------------------------
 // The URL fragment holds what reruns an attack: the sample, goal, eps, steps, seed, engine and
 // models (only the shipped ones exist in this page). An uploaded image cannot travel in a link,
@@ -544,7 +628,7 @@ function loadModels(engine) {
   $('#run').disabled = true;
   $('#engine').disabled = true;
   setStatus('Loading the models…', 'loading');
-  worker.postMessage({ type: 'init', models: MODELS.map(({ key, url, head }) => ({ key, url, head })), engine });
+  worker.postMessage({ type: 'init', models: MODELS.map(({ key, url, bytes, head }) => ({ key, url, bytes, head })), engine });
 }
 shared = readSharedLink();
 $('#engine').value = (shared && shared.engine) || (['auto', 'gpu', 'cpu'].includes(params.get('engine')) ? params.get('engine') : 'auto');

@@ -26,9 +26,13 @@ function reply(msg, transfer = []) {
 async function loadAll(models, engine) {
   const loaded = new Map();
   for (const m of models) {
-    const response = await fetch(m.url);
-    if (!response.ok) throw new Error(`could not load ${m.url}: HTTP ${response.status}`);
-    const bytes = new Uint8Array(await response.arrayBuffer());
+    // A model the user brought comes as bytes; the shipped ones by URL.
+    let bytes = m.bytes;
+    if (!bytes) {
+      const response = await fetch(m.url);
+      if (!response.ok) throw new Error(`could not load ${m.url}: HTTP ${response.status}`);
+      bytes = new Uint8Array(await response.arrayBuffer());
+    }
     loaded.set(m.key, await atd.Detector.load(bytes, m.head, engine));
   }
   return loaded;
@@ -125,6 +129,25 @@ async function attack(msg) {
 const handlers = {
   async init(msg) {
     reply({ type: 'ready', ...(await load(msg.models, msg.engine)) });
+  },
+  // A weights file the user brought for one slot (msg.key): it replaces that slot's detector
+  // only once it has loaded; a file the engine cannot use leaves the slot as it was.
+  async model(msg) {
+    await ready;
+    const bytes = new Uint8Array(msg.bytes);
+    try {
+      const runnable = JSON.parse(atd.runnable_detectors(bytes));
+      const head = msg.prefer.find((h) => runnable.includes(h));
+      const detector = await atd.Detector.load(bytes, head, engineNow);
+      const old = detectors.get(msg.key);
+      detectors.set(msg.key, detector);
+      if (old) old.free();
+      keepGpuDevices();
+      models = models.map((m) => (m.key === msg.key ? { key: m.key, bytes, head } : m));
+      reply({ type: 'model-loaded', key: msg.key, name: msg.name, head, bytes, info: JSON.parse(detector.info()) });
+    } catch (err) {
+      reply({ type: 'model-refused', key: msg.key, name: msg.name, message: message(err) });
+    }
   },
   // msg.chw: the 32x32 input, decoded by decode.js.
   async image(msg) {

@@ -427,6 +427,40 @@ await check('an attack shared by link: the fragment restores sample, goal, eps, 
   } finally { await browser.close(); }
 });
 
+await check('bring your own model: a weights file takes a slot with its card and threshold; a bad file leaves the slot as it was', async () => {
+  const { browser, page, logs } = await openPage(false);
+  try {
+    await upload(page, testImage().path);
+    const baseline = await scoreOf(page, '#card-baseline .score');
+    // The standard model's file in the ATD slot: a classifier, so it runs as MSP there and
+    // scores exactly as the baseline card does.
+    await rescored(page, () => page.setInputFiles('#card-atd .model-file', join(web, 'models', 'standard.safetensors')));
+    const atd = await scoreOf(page, '#card-atd .score');
+    assert(Math.abs(atd - baseline) < 1e-6, `the standard model in the ATD slot scores ${atd}, in the baseline slot ${baseline}`);
+    const card = { name: await page.textContent('#card-atd .model-name'), summary: await page.textContent('#card-atd .model-card') };
+    assert(card.name === 'standard.safetensors' && /classifier, MSP/.test(card.summary) && /method standard/.test(card.summary) && /validation: .*%/.test(card.summary) && /threshold 0\.\d{3}/.test(card.summary), `ATD slot card: ${JSON.stringify(card)}`);
+    // Its threshold is the one in use: the verdict follows the file's card.
+    const tick = await page.$eval('#card-atd .tick', (t) => t.title);
+    const [inUse, inCard] = [Number(tick.match(/threshold (\d\.\d+)/)[1]), Number(card.summary.match(/threshold (\d\.\d+)/)[1])];
+    assert(Math.abs(inUse - inCard) < 6e-4, `the gauge's threshold (${tick}) is not the file's (${card.summary})`);
+    // An attack runs on it.
+    await page.fill('#steps', '2');
+    await page.click('#run');
+    await page.waitForSelector('#attack-panel[data-state="done"]', { timeout: 120000 });
+    // Not a weights file: a clear error, and the baseline slot keeps its model and score.
+    await page.setInputFiles('#card-baseline .model-file', writeTemp('notes.safetensors', Buffer.from('not a weights file at all')));
+    await page.waitForSelector('#error:not([hidden])', { timeout: 30000 });
+    const error = await page.textContent('#error');
+    assert(/Could not use notes\.safetensors for the Baseline slot: .+\. The page keeps the shipped model/.test(error), `error: ${error}`);
+    assert((await page.textContent('#card-baseline .model-name')) === 'Baseline' && (await scoreOf(page, '#card-baseline .score')) === baseline, 'the refused file changed the baseline slot');
+    // Back to the shipped model.
+    await rescored(page, () => page.click('#card-atd .shipped-model'));
+    assert((await page.textContent('#card-atd .model-name')) === 'ATD', 'the ATD slot did not return to the shipped model');
+    assert(Math.abs((await scoreOf(page, '#card-atd .score')) - baseline) > 1e-3, 'the shipped ATD scores like the standard model');
+    assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
 await check('the GPU device lost mid-attack: the page says so, goes on on the CPU engine, the next image works', async () => {
   const { browser, page, logs } = await openPage(true, 'gpu');
   try {

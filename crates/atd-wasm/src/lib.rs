@@ -49,6 +49,28 @@ pub fn linf_levels(clean: &[u8], adversarial: &[u8]) -> u32 {
     attack::linf_levels(clean, adversarial)
 }
 
+/// Which detectors of a weights file this page can run, as JSON `["atd", "msp"]` (the engine
+/// computes ATD's discriminator and a classifier's MSP); an error says what is wrong with a file
+/// that is not a valid weights file. Only the header is read: the file is loaded in full by
+/// `Detector::load`.
+#[wasm_bindgen]
+pub fn runnable_detectors(bytes: &[u8]) -> Result<String, JsError> {
+    let card = atd_core::weights::read_card(bytes).map_err(js_err)?;
+    let mut found = Vec::new();
+    if card.discriminator.is_some() {
+        found.push(DetectorKind::Atd.name());
+    }
+    if card.classifier.is_some() {
+        found.push(DetectorKind::Msp.name());
+    }
+    if found.is_empty() {
+        return Err(JsError::new(
+            "the file holds neither an ATD discriminator nor a classifier head, so no detector this page runs",
+        ));
+    }
+    Ok(serde_json::to_string(&found).expect("a list of names"))
+}
+
 /// A detector's GPU device.
 #[wasm_bindgen]
 pub struct GpuDevice(atd_gpu::gpu::DeviceHandle);
@@ -92,6 +114,7 @@ impl Detector {
             "extractor": card.extractor.description(),
             "training": card.training.get("recipe").and_then(|r| r.get("method")).cloned()
                 .or_else(|| card.training.get("command").cloned()),
+            "recipe": card.training.get("recipe"),
             "metrics": card.metrics,
         });
         Ok(Detector { engine, info, threshold })
