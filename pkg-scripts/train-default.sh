@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Train the default models on the data pack with the project's own commands, on this machine's
-# CPU (Burn flex backend). Every stage writes its run folder under checkpoints/ (committed to
-# git: the resumable checkpoint of the last finished epoch, the best epoch's weights, the
-# JSON-lines log) and resumes from it, so anyone on any machine can add CPU time to the same
-# models: rerun the script, commit checkpoints/, repeat. A finished stage is skipped in seconds.
+# CPU (Burn flex backend). Every stage writes its run folder under checkpoints/: the resumable
+# checkpoint of the last finished epoch, the best epoch's weights, the JSON-lines log, and at the
+# end the exported file. An unfinished stage's folder is committed when a session's training
+# ends, so anyone on any machine can add CPU time to the same models: rerun the script, commit
+# checkpoints/, repeat. A finished stage keeps only its exported file and log in git (its resume
+# state has nothing left to resume) and is skipped in seconds.
 #   ATD_DATA      data pack folder (default ../shared/data)
 #   CHECKPOINTS   run folders (default checkpoints/)
 #   BACKEND       cpu or wgpu (default cpu; wgpu needs `cargo build --release -p atd-cli --features wgpu`)
