@@ -237,10 +237,11 @@ for (const engine of ['gpu', 'cpu']) {
       await page.click('#stop');
       await page.waitForSelector('#attack-panel[data-state="stopped"]', { timeout: 30000 });
       const seconds = (Date.now() - asked) / 1000;
-      // A stop is honoured at each attack's next step; with both detectors' steps in flight on
-      // SwiftShader (0.3-0.7 s each) and a last forward pass each, that took up to 3.3 s here
-      // beside a training run; on the CPU engine well under a second.
-      assert(seconds < (engine === 'gpu' ? 6 : 3), `the attack ended ${seconds.toFixed(1)} s after Stop`);
+      // A stop is honoured at each attack's next step: well under a second on an idle machine.
+      // The bound only says Stop works promptly (a stop that is ignored runs for minutes): beside
+      // a training run, with this browser at low priority, it took up to 3.3 s on SwiftShader
+      // and 5.4 s on the CPU engine.
+      assert(seconds < 8, `the attack ended ${seconds.toFixed(1)} s after Stop`);
       // The two detectors were attacked together: both stopped part-way with a best point.
       for (const key of ['atd', 'baseline']) {
         const card = await page.$eval(`#result-${key} .summary`, (e) => ({ state: e.dataset.state, steps: Number(e.dataset.steps), score: e.dataset.score, text: e.textContent }));
@@ -492,6 +493,69 @@ await check('a 4000x3000 image leaves the detectors\' memory as it was (decoded 
     // Decoding it in the detectors' worker grew its memory by the decoded image (>= 36 MiB).
     assert(before > 0 && after - before <= 8 * 2 ** 20, `the detectors' wasm memory grew from ${before} to ${after} bytes`);
     assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
+await check('soak: 100 images and 50 attacks with stops and engine switches, memory flat after the first ten', async () => {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM, headless: true,
+    args: ['--enable-unsafe-webgpu', '--js-flags=--expose-gc', '--enable-precise-memory-info', ...BASE_FLAGS],
+  });
+  try {
+    const page = await browser.newPage();
+    const logs = [];
+    page.on('pageerror', (e) => logs.push(`pageerror: ${e.message}`));
+    await page.goto(`${url}?engine=cpu`);
+    await page.waitForSelector('#status[data-state="cpu"]', { timeout: 120000 });
+    await page.waitForFunction(() => document.querySelectorAll('[data-sample]').length > 4, null, { timeout: 30000 });
+    const samples = await page.$$eval('[data-sample]', (bs) => bs.map((b) => b.dataset.sample));
+    // The page's JS heap after a full collection, and the detectors' wasm memory.
+    const memory = async () => {
+      await page.evaluate(() => window.gc());
+      return { heap: await page.evaluate(() => performance.memory.usedJSHeapSize), wasm: Number(await page.getAttribute('#input', 'data-worker-wasm-bytes')) };
+    };
+    let engine = 'cpu', attacks = 0, stops = 0, baseline = null;
+    for (let i = 0; i < 100; i++) {
+      // Every image differs from the one before, so a new score always arrives.
+      const load = i % 25 === 12 ? () => page.setInputFiles('#file', join(temp, 'huge-4000x3000.png'))
+        : i % 10 === 5 ? () => page.setInputFiles('#file', testImage().path)
+        : () => page.click(`[data-sample="${samples[i % samples.length]}"]`);
+      const name = i % 25 === 12 ? 'huge' : i % 10 === 5 ? 'upload' : samples[i % samples.length];
+      await rescored(page, load);
+      for (const key of ['atd', 'baseline']) {
+        const score = await scoreOf(page, `#card-${key} .score`);
+        assert(score >= 0 && score <= 1, `image ${i} (${name}): ${key} score ${score}`);
+      }
+      if (i % 2 === 0) {
+        const stop = attacks % 5 === 4;
+        await page.fill('#steps', stop ? '400' : '2');
+        await page.click('#run');
+        if (stop) {
+          await page.waitForFunction(() => Number(document.querySelector('#chart').dataset.points) >= 3, null, { timeout: 60000 });
+          await page.click('#stop');
+          stops++;
+        }
+        await page.waitForSelector(`#attack-panel[data-state="${stop ? 'stopped' : 'done'}"]`, { timeout: 120000 });
+        attacks++;
+        const eps = Number(await page.inputValue('#eps'));
+        for (const key of ['atd', 'baseline']) {
+          const r = await page.$eval(`#result-${key} .summary`, (e) => ({ score: Number(e.dataset.score), linf: Number(e.dataset.linf) }));
+          assert(r.score >= 0 && r.score <= 1 && r.linf <= eps, `attack ${attacks} (${engine}): ${key} ${JSON.stringify(r)}`);
+        }
+      }
+      if (i === 9) baseline = await memory();
+      if (i % 25 === 24) {
+        engine = engine === 'cpu' ? 'gpu' : 'cpu';
+        await page.selectOption('#engine', engine);
+        await page.waitForSelector(`#status[data-engine="${engine}"]:is([data-state="ready"], [data-state="cpu"])`, { timeout: 120000 });
+      }
+    }
+    const end = await memory();
+    summary.soak = { attacks, stops, baseline, end };
+    assert(attacks >= 45 && stops >= 9, `only ${attacks} attacks and ${stops} stops`);
+    assert(end.heap <= 1.2 * baseline.heap, `the JS heap grew from ${baseline.heap} to ${end.heap} bytes`);
+    assert(end.wasm <= 1.2 * baseline.wasm, `the wasm memory grew from ${baseline.wasm} to ${end.wasm} bytes`);
+    assert(!logs.length, logs.join('\n'));
   } finally { await browser.close(); }
 });
 
