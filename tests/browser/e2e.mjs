@@ -12,7 +12,7 @@
 // Prints "N passed, M failed".
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
-import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, existsSync, mkdtempSync, rmSync, truncateSync } from 'node:fs';
 import { join, extname, dirname, resolve } from 'node:path';
 import { tmpdir } from 'node:os';
 import { execFileSync } from 'node:child_process';
@@ -454,6 +454,14 @@ await check('bring your own model: a weights file takes a slot with its card and
     const error = await page.textContent('#error');
     assert(/Could not use notes\.safetensors for the Baseline slot: .+\. The page keeps the shipped model/.test(error), `error: ${error}`);
     assert((await page.textContent('#card-baseline .model-name')) === 'Baseline' && (await scoreOf(page, '#card-baseline .score')) === baseline, 'the refused file changed the baseline slot');
+    // Too large: refused from its size alone, before it is read.
+    const big = join(temp, 'huge.safetensors');
+    writeFileSync(big, '');
+    truncateSync(big, 257 * 2 ** 20);
+    await page.setInputFiles('#card-baseline .model-file', big);
+    await page.waitForFunction(() => /257 MiB/.test(document.querySelector('#error').textContent), null, { timeout: 30000 });
+    assert(/up to 256 MiB\. It keeps the shipped model/.test(await page.textContent('#error')), `error: ${await page.textContent('#error')}`);
+    assert((await page.textContent('#card-baseline .model-name')) === 'Baseline', 'the refused file changed the baseline slot');
     // Back to the shipped model.
     await rescored(page, () => page.click('#card-atd .shipped-model'));
     assert((await page.textContent('#card-atd .model-name')) === 'ATD', 'the ATD slot did not return to the shipped model');
