@@ -1,7 +1,8 @@
 //! In headless Chromium (WebGPU on SwiftShader): the engine's WebGPU kernels equal its CPU
 //! reference bit for bit on dyadic data, exactly as natively on lavapipe; on the shipped
 //! baseline model the WebGPU scores and gradients equal the CPU reference's (which is the same
-//! Rust code as natively), and an attack moves the score the requested way inside the eps-ball.
+//! Rust code as natively), and an attack moves the score the requested way inside the eps-ball;
+//! the page learns which detectors a file holds, and a file without one is refused.
 #![cfg(target_arch = "wasm32")]
 
 use atd_core::card::Padding;
@@ -70,4 +71,18 @@ async fn webgpu_engine_equals_the_cpu_reference_on_the_shipped_model() {
     for (a, c) in result.adversarial.iter().zip(&x) {
         assert!(*a >= c - eps && *a <= c + eps && (0.0..=1.0).contains(a), "{a} from {c}");
     }
+}
+
+#[wasm_bindgen_test]
+fn the_page_learns_which_detectors_a_file_holds_and_refuses_files_it_cannot_run() {
+    assert_eq!(atd_wasm::runnable_detectors(MODEL).ok(), Some(r#"["msp"]"#.to_string()));
+    assert!(atd_wasm::runnable_detectors(b"not a weights file").is_err());
+    // The shipped baseline without its classifier head: a valid file with no detector to run.
+    let weights = atd_core::Weights::from_bytes(MODEL).unwrap();
+    let mut card = weights.card.clone();
+    (card.classifier, card.baselines) = (None, None);
+    let tensors = weights.tensors.into_iter().filter(|(name, _)| name.starts_with("extractor.")).collect();
+    let headless = atd_core::weights::write_weights(&card, &tensors);
+    assert!(atd_core::Weights::from_bytes(&headless).is_ok(), "the test file itself is valid");
+    assert!(atd_wasm::runnable_detectors(&headless).is_err(), "a file without a head passed");
 }
