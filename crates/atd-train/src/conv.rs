@@ -17,13 +17,15 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
-use burn::backend::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{AutodiffBackend, Backend, DispatchDevice, Flex, backend_extension};
+use burn::backend::{AutodiffBackend, Backend, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 use rayon::prelude::*;
+
+use crate::flex::{FlexTensor, flex_tensor, is_flex, shape, zeros};
 
 /// `conv.forward(x)`, through this module's kernels on the CPU backend.
 pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
@@ -41,7 +43,7 @@ pub fn conv2d(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// autodiff), without bias, groups or dilation, with explicit or no padding (as model.rs builds
 /// every convolution). `None`: Burn's own op.
 fn cpu_options(conv: &Conv2d, x: &Tensor<4>) -> Option<ConvOptions<2>> {
-    let on_flex = matches!(x.device().as_dispatch().clone().inner(), DispatchDevice::Flex(_));
+    let on_flex = is_flex(&x.device());
     let simple = conv.bias.is_none() && conv.groups == 1 && conv.dilation == [1, 1];
     let padding = match conv.padding {
         PaddingConfig2d::Valid => [(0, 0), (0, 0)],
@@ -131,9 +133,11 @@ impl Geometry {
         }
     }
 
-    /// The im2col matrix `[patch, positions]` of one image (zeros where the kernel hangs over).
+    /// The im2col matrix `[patch, positions]` of one image (zeros where the kernel hangs over),
+    /// into `col`, which holds zeros or an earlier image's im2col of this geometry: every image
+    /// writes the same entries, so the overhang stays zero without clearing the buffer again
+    /// (clearing it per image doubled the writes).
     fn im2col(&self, image: &[f32], col: &mut [f32]) {
-        col.fill(0.0);
         let (ow, sw, l) = (self.out[1], self.stride[1], self.positions());
         self.for_each_run(|row, oy, in_row, (ox0, ox1, ix0)| {
             let dst = &mut col[row * l + oy * ow..][ox0..ox1];
@@ -223,16 +227,6 @@ fn output_size(size: usize, kernel: usize, stride: usize, pad_begin: usize, pad_
     (size + pad_begin + pad_end - kernel) / stride + 1
 }
 
-fn shape(t: &FlexTensor) -> Vec<usize> {
-    t.layout().shape().to_vec()
-}
-
-type FlexTensor = FloatTensor<Flex>;
-
-fn flex_tensor(values: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    Flex::float_from_data(TensorData::new(values, shape), &Default::default())
-}
-
 fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
     let (xs, ws) = (shape(x), shape(weight));
     let (x, w) = (x.to_contiguous(), weight.to_contiguous());
@@ -243,7 +237,7 @@ fn forward(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Fle
     let g = Geometry::new(&xs, &ws, options, out);
     let (x, w) = (x.storage::<f32>(), w.storage::<f32>());
     let weights = Mat::new(w, g.channels_out, g.patch());
-    let mut y = vec![0.0f32; g.batch * g.channels_out * g.positions()];
+    let mut y = zeros(g.batch * g.channels_out * g.positions());
     y.par_chunks_mut(g.channels_out * g.positions()).enumerate().for_each_init(
         || vec![0.0f32; if g.is_pointwise() { 0 } else { g.patch() * g.positions() }],
         |col, (b, out)| {
@@ -271,7 +265,7 @@ fn input_gradient(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, option
     let (w, grad) = (w.storage::<f32>(), grad.storage::<f32>());
     let weights_t = Mat::new(w, g.channels_out, g.patch()).t();
     let per_image = g.channels_out * g.positions();
-    let mut dx = vec![0.0f32; g.batch * g.image_len()];
+    let mut dx = zeros(g.batch * g.image_len());
     dx.par_chunks_mut(g.image_len()).enumerate().for_each_init(
         || vec![0.0f32; g.patch() * g.positions()],
         |col, (b, image)| {
@@ -530,7 +524,9 @@ mod tests {
             let x = random([3, cin, size, size], &mut rng, &device);
             let out = (size + top + bottom - kernel) / stride + 1;
             let g = random([3, cout, out, out], &mut rng, &device);
-            let ours = outputs(&conv, &x, &g, conv2d);
+            // On one thread, every image after the first reuses the first one's im2col buffer.
+            let one_thread = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let ours = one_thread.install(|| outputs(&conv, &x, &g, conv2d));
             let burns = outputs(&conv, &x, &g, |c, x| c.forward(x));
             let case = format!("{cin}->{cout} {size}x{size} k{kernel} s{stride} pad {top},{left},{bottom},{right}");
             assert!(cpu_options(&conv, &x).is_some(), "{case}: not run by this module");

@@ -2,6 +2,7 @@
 //! contract with `atd-core`. The `atd` binary (crate atd-cli) drives it.
 
 pub mod average;
+pub mod batch_norm;
 pub mod batches;
 pub mod bench;
 pub mod conv;
@@ -10,6 +11,7 @@ pub mod detectors;
 pub mod eval;
 mod eval_cache;
 pub mod fit;
+mod flex;
 pub mod io;
 pub mod model;
 pub mod pgd;

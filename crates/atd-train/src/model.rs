@@ -6,17 +6,11 @@ use atd_core::card::{Activation, DiscriminatorSpec, ExtractorSpec, GeneratorSpec
 use burn::module::{Module, Param, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{leaky_relu, relu, silu};
+use burn::tensor::activation::{leaky_relu, relu};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::batch_norm::batch_norm_activate;
 use crate::conv::conv2d;
-
-fn activate<const D: usize>(x: Tensor<D>, activation: Activation) -> Tensor<D> {
-    match activation {
-        Activation::Relu => relu(x),
-        Activation::Swish => silu(x),
-    }
-}
 
 fn conv3x3(cin: usize, cout: usize, stride: usize, padding: Padding, device: &Device) -> Conv2d {
     let pad = match (stride, padding) {
@@ -66,14 +60,14 @@ impl PreActBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let pre = activate(self.bn0.forward(x.clone()), self.activation);
+        let pre = batch_norm_activate(&self.bn0, x.clone(), self.activation);
         let shortcut = match (&self.shortcut, self.shortcut_kind) {
             (None, _) => x,
             (Some(conv), Shortcut::Conv1x1) => conv2d(conv, pre.clone()),
             (Some(conv), Shortcut::Conv3x3) => conv2d(conv, x),
         };
         let out = conv2d(&self.conv1, pre);
-        let out = conv2d(&self.conv2, activate(self.bn1.forward(out), self.activation));
+        let out = conv2d(&self.conv2, batch_norm_activate(&self.bn1, out, self.activation));
         out + shortcut
     }
 }
@@ -113,7 +107,7 @@ impl PreActResNet {
         for block in &self.blocks {
             out = block.forward(out);
         }
-        let out = activate(self.final_bn.forward(out), self.activation);
+        let out = batch_norm_activate(&self.final_bn, out, self.activation);
         let [b, c, _, _] = out.dims();
         out.mean_dim(3).mean_dim(2).reshape([b, c])
     }
