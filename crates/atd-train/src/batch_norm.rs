@@ -1,15 +1,19 @@
-//! BatchNorm in training mode and the activation after it, as one op on Burn's CPU backend
-//! (flex), forward and backward.
+//! BatchNorm and the activation after it, as one op on Burn's CPU backend (flex), forward and
+//! backward: in training on the batch's statistics, in inference on the running ones.
 //!
 //! Why: Burn 0.22.1 computes `batch_norm_train` and its backward by its default decomposition
-//! (about ten passes over the activation, with `swap_dims` copies), and flex runs those
-//! elementwise passes on the calling thread, so in extractor training one core waited through
+//! (about ten passes over the activation, with `swap_dims` copies), inference BatchNorm as four
+//! elementwise ops, and flex runs those passes on the calling thread, so in extractor training one core waited through
 //! them (docs/training.md, "Training speed"). Here the statistics are one pass per channel and
-//! the output one pass per image, each spread over the threads; the backward is two such passes,
+//! the output one pass per image, each spread over the threads (in inference the output pass
+//! alone); the backward is two such passes,
 //! and ReLU's mask is recomputed from the input instead of being another op. Every sum runs in a
 //! fixed order within one channel, so results are the same bits whatever the threads (resumed
-//! training must match). Inference (running statistics), other activations' own op, other
-//! backends and dtypes keep Burn's path.
+//! training must match). Swish runs as Burn's op after the fused normalisation; other backends
+//! and dtypes keep Burn's path.
+//!
+//! One file past the usual length: the training and inference ops, their autodiff nodes and
+//! their tests against Burn's BatchNorm are only correct together.
 
 use atd_core::card::Activation;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
