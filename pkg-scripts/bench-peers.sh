@@ -57,5 +57,6 @@ else
         "$peer --arch small --arch wide"
 fi
 
-python3 pkg-scripts/bench_peers_table.py "$results" "$ops" \
+mode=$($ops && echo ops || echo steps)
+python3 pkg-scripts/bench_peers_table.py "$results" "$mode" \
     "$cpu, $threads threads, batch $batch, $rounds alternating rounds; PyTorch $torch_full (CPU)"

@@ -1,6 +1,7 @@
-"""The Markdown tables of pkg-scripts/bench-peers.sh from its tagged JSON lines.
+"""The Markdown tables of pkg-scripts/bench-peers.sh and bench-burn-versions.sh from their
+tagged JSON lines.
 
-usage: bench_peers_table.py RESULTS OPS(true|false) CAPTION
+usage: bench_peers_table.py RESULTS MODE(steps|ops|burn) CAPTION
 """
 
 import json
@@ -48,11 +49,30 @@ def ops_table(rows):
     print("| **all eleven** | " + " | ".join(cells) + " |")
 
 
+def burn_table(rows):
+    """Throughput per preset and step of `atd bench` (atd-train's kernels on flex) and of the same
+    presets on Burn's own modules at each Burn version: ranges over the rounds, and each one's
+    per-round ratio to `atd bench`."""
+    versions = [w for w in dict.fromkeys(r["who"] for r in rows) if w != "atd"]
+    print("| preset | step | `atd bench` | " + " | ".join(f"Burn's ops, flex {v}" for v in versions) + " |")
+    print("|---|---|---|" + "---|" * len(versions))
+    for arch in ("small", "wide"):
+        ours = [r for r in rows if r["who"] == "atd" and r["arch"] == arch]
+        for key, label in [("train", "training step (images/s)"), ("pgd", "PGD step (image-steps/s)")]:
+            a = [r[key] for r in ours]
+            cells = []
+            for v in versions:
+                t = [r[key] for r in rows if r["who"] == v and r["arch"] == arch]
+                ratios = [y / x for x, y in zip(a, t)]
+                cells.append(f"{span(t)} ({min(ratios):.2f}-{max(ratios):.2f}x)")
+            print(f"| {arch} | {label} | {span(a)} | " + " | ".join(cells) + " |")
+
+
 def main():
-    path, ops, caption = sys.argv[1:]
+    path, mode, caption = sys.argv[1:]
     rows = [json.loads(line) for line in open(path)]
     print(caption + "\n")
-    (ops_table if ops == "true" else steps_table)(rows)
+    {"steps": steps_table, "ops": ops_table, "burn": burn_table}[mode](rows)
 
 
 if __name__ == "__main__":
