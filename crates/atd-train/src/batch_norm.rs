@@ -524,16 +524,9 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
+    use crate::flex::testing::{max_difference, random};
     use crate::model::{tensor_from, to_vec};
     use crate::rng::Rng;
-
-    fn random<const D: usize>(shape: [usize; D], lo: f32, hi: f32, rng: &mut Rng, device: &Device) -> Tensor<D> {
-        tensor_from((0..shape.iter().product()).map(|_| lo + (hi - lo) * rng.uniform()).collect(), shape, device)
-    }
-
-    fn max_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
-        to_vec(a).iter().zip(to_vec(b)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
-    }
 
     /// A BatchNorm with non-trivial gamma, beta and running statistics on `device`, from `seed`
     /// (a clone of a BatchNorm shares its running statistics, so every run builds its own).

@@ -470,15 +470,12 @@ mod tests {
     use burn::tensor::Device;
 
     use super::*;
-    use crate::model::{tensor_from, to_vec};
+    use crate::flex::testing::max_difference;
+    use crate::model::to_vec;
     use crate::rng::Rng;
 
     fn random(shape: [usize; 4], rng: &mut Rng, device: &Device) -> Tensor<4> {
-        tensor_from((0..shape.iter().product()).map(|_| rng.uniform() - 0.5).collect(), shape, device)
-    }
-
-    fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
-        to_vec(a).iter().zip(to_vec(b)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+        crate::flex::testing::random(shape, -0.5, 0.5, rng, device)
     }
 
     /// Output, input gradient and weight gradient of `conv` on `x` under upstream gradient `g`,

@@ -29,3 +29,22 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     values.par_extend(rayon::iter::repeat_n(0.0f32, len));
     values
 }
+
+/// What the kernels' tests compare with.
+#[cfg(test)]
+pub(crate) mod testing {
+    use burn::tensor::{Device, Tensor};
+
+    use crate::model::{tensor_from, to_vec};
+    use crate::rng::Rng;
+
+    /// Values drawn uniformly from [lo, hi), of `shape`, on `device`.
+    pub fn random<const D: usize>(shape: [usize; D], lo: f32, hi: f32, rng: &mut Rng, device: &Device) -> Tensor<D> {
+        tensor_from((0..shape.iter().product()).map(|_| lo + (hi - lo) * rng.uniform()).collect(), shape, device)
+    }
+
+    /// The largest absolute difference between two tensors' values.
+    pub fn max_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        to_vec(a).iter().zip(to_vec(b)).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    }
+}
