@@ -177,15 +177,7 @@ fn per_image(layout: Layout, out: &mut [f32], f: impl Fn(usize, usize, &mut [f32
 fn forward(x: &[f32], gamma: &[f32], beta: &[f32], layout: Layout, epsilon: f64, fuse_relu: bool) -> [Vec<f32>; 3] {
     let (mean, variance) = statistics(x, layout);
     let affine = Affine::new(gamma, beta, &mean, &variance, epsilon);
-    let mut y = zeros(x.len());
-    per_image(layout, &mut y, |c, start, out| {
-        let (scale, shift) = (affine.scale[c], affine.shift[c]);
-        for (o, &v) in out.iter_mut().zip(&x[start..]) {
-            let pre = v * scale + shift;
-            *o = if fuse_relu { pre.max(0.0) } else { pre };
-        }
-    });
-    [y, mean, variance]
+    [scale_shift(x, &affine.scale, &affine.shift, layout, fuse_relu), mean, variance]
 }
 
 /// Gradients of x, gamma and beta: with g the upstream gradient (zero where ReLU cut the output)
