@@ -6,32 +6,8 @@
 # ends, so anyone on any machine can add CPU time to the same models: rerun the script, commit
 # checkpoints/, repeat. A finished stage keeps only its exported file and log in git (its resume
 # state has nothing left to resume) and is skipped in seconds.
-#   ATD_DATA      data pack folder (default ../shared/data)
-#   CHECKPOINTS   run folders (default checkpoints/)
-#   BACKEND       cpu or wgpu (default cpu; wgpu needs `cargo build --release -p atd-cli --features wgpu`)
-#   STOP_AFTER    stop every stage cleanly after this many epochs of this invocation (resumable)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-RUNS=${CHECKPOINTS:-checkpoints}
-BACKEND=${BACKEND:-cpu}
-ATD=${ATD:-target/release/atd}
-[ -x "$ATD" ] || cargo build --release -p atd-cli
-mkdir -p "$RUNS"
-RUN=(--resume --backend "$BACKEND")
-[ -n "${STOP_AFTER:-}" ] && RUN+=(--stop-after "$STOP_AFTER")
-
-# A stage is done when its exported weights exist; an interrupted one resumes its checkpoint.
-stage() {
-  local out=$1 file=$2
-  shift 2
-  if [ -f "$RUNS/$out/$file" ]; then
-    echo "$RUNS/$out/$file exists: stage done"
-    return
-  fi
-  "$ATD" train "$@" --out "$RUNS/$out" "${RUN[@]}"
-  # Without STOP_AFTER a stage either finishes or fails; with it, stop here for the next run.
-  [ -f "$RUNS/$out/$file" ] || { echo "$RUNS/$out stopped before its last epoch: rerun to continue"; exit 0; }
-}
+# Environment: see stages.sh (ATD_DATA, CHECKPOINTS, BACKEND, STOP_AFTER).
+source "$(dirname "$0")/stages.sh"
 
 # 1. The robust extractor: Madry AT with one random-start FGSM step (Wong et al. 2020, step
 #    1.25 eps) on all 45k training images; PGD-10 on 500 validation images after every epoch,

@@ -34,6 +34,11 @@ pub struct ReportOptions {
     /// `--atd` under the same attacks (`train-default.sh` trains one into checkpoints/atd-paper/).
     #[arg(long)]
     pub paper_recipe: Option<PathBuf>,
+    /// The paper's robust classifiers beside the ATD file's extractor (`pkg-scripts/train-baselines.sh`
+    /// trains them), each reported under MSP, MD, RMD and OpenMax and as a transfer source of
+    /// Table 2; one not trained yet is listed as such.
+    #[arg(long = "baseline", default_values = BASELINES)]
+    pub baselines: Vec<PathBuf>,
     /// The markdown page; figures go to `figures/` beside it, the numbers to `results.json`.
     #[arg(long, default_value = "docs/results.md")]
     pub page: PathBuf,
@@ -68,26 +73,70 @@ pub struct ReportOptions {
 /// The row name of the ATD trained by the paper's recipe.
 const PAPER_RECIPE: &str = "ATD, paper recipe";
 
-/// What a row of Table 1 is, for the paper's row beside it.
-#[derive(Clone, Copy, PartialEq)]
-enum RowKind {
-    Atd,
-    /// A baseline detector on the ATD file's (robust) extractor: the paper's HAT rows.
-    RobustBaseline,
-    Standard,
+/// The baselines `pkg-scripts/train-baselines.sh` trains, where it writes them.
+const BASELINES: [&str; 3] = [
+    "checkpoints/hat/extractor.safetensors",
+    "checkpoints/aoe/extractor.safetensors",
+    "checkpoints/aloe/extractor.safetensors",
+];
+
+/// The paper's CIFAR-10 Table 1 (AUROC: Clean, In, Out, In-and-Out), by method and detector.
+const PAPER_TABLE1: [(&str, Detector, [f64; 4]); 27] = [
+    ("OpenGAN-fea", Detector::Atd, [0.971, 0.473, 0.425, 0.266]),
+    ("OpenGAN-pixel", Detector::Atd, [0.818, 0.000, 0.008, 0.000]),
+    ("ViT", Detector::Msp, [0.975, 0.448, 0.172, 0.002]),
+    ("ViT", Detector::Md, [0.995, 0.136, 0.495, 0.000]),
+    ("ViT", Detector::Rmd, [0.951, 0.427, 0.446, 0.025]),
+    ("ViT", Detector::Openmax, [0.984, 0.346, 0.291, 0.004]),
+    ("AT", Detector::Msp, [0.735, 0.462, 0.442, 0.174]),
+    ("AT", Detector::Md, [0.771, 0.429, 0.527, 0.232]),
+    ("AT", Detector::Rmd, [0.836, 0.436, 0.523, 0.151]),
+    ("AT", Detector::Openmax, [0.805, 0.468, 0.508, 0.208]),
+    ("HAT", Detector::Msp, [0.770, 0.560, 0.548, 0.325]),
+    ("HAT", Detector::Md, [0.789, 0.572, 0.586, 0.369]),
+    ("HAT", Detector::Rmd, [0.878, 0.602, 0.606, 0.258]),
+    ("HAT", Detector::Openmax, [0.821, 0.613, 0.648, 0.415]),
+    ("OSAD", Detector::Msp, [0.698, 0.411, 0.407, 0.154]),
+    ("OSAD", Detector::Md, [0.626, 0.375, 0.432, 0.231]),
+    ("OSAD", Detector::Rmd, [0.776, 0.421, 0.456, 0.123]),
+    ("OSAD", Detector::Openmax, [0.827, 0.544, 0.554, 0.251]),
+    ("AOE", Detector::Msp, [0.780, 0.544, 0.527, 0.285]),
+    ("AOE", Detector::Md, [0.709, 0.361, 0.484, 0.215]),
+    ("AOE", Detector::Rmd, [0.780, 0.382, 0.421, 0.075]),
+    ("AOE", Detector::Openmax, [0.797, 0.528, 0.586, 0.298]),
+    ("ALOE", Detector::Msp, [0.843, 0.664, 0.538, 0.287]),
+    ("ALOE", Detector::Md, [0.827, 0.369, 0.479, 0.132]),
+    ("ALOE", Detector::Rmd, [0.815, 0.293, 0.364, 0.022]),
+    ("ALOE", Detector::Openmax, [0.868, 0.584, 0.606, 0.261]),
+    ("ATD", Detector::Atd, [0.943, 0.837, 0.862, 0.693]),
+];
+
+/// The paper's row for `method` (a Table 1 method name: ATD, AT, HAT, ...) under `detector`.
+fn paper_row(method: &str, detector: Detector) -> Option<[f64; 4]> {
+    PAPER_TABLE1.iter().find(|(m, d, _)| *m == method && *d == detector).map(|(_, _, auroc)| *auroc)
 }
 
-/// The paper's CIFAR-10 Table 1 AUROC (Clean, In, Out, In-and-Out), where it has the row.
-fn paper_row(kind: RowKind, detector: Detector) -> Option<[f64; 4]> {
-    Some(match (kind, detector) {
-        (RowKind::Atd, Detector::Atd) => [0.943, 0.837, 0.862, 0.693],
-        (RowKind::RobustBaseline, Detector::Msp) => [0.770, 0.560, 0.548, 0.325],
-        (RowKind::RobustBaseline, Detector::Md) => [0.789, 0.572, 0.586, 0.369],
-        (RowKind::RobustBaseline, Detector::Rmd) => [0.878, 0.602, 0.606, 0.258],
-        (RowKind::RobustBaseline, Detector::Openmax) => [0.821, 0.613, 0.648, 0.415],
-        _ => return None,
-    })
+/// Why the report has no row of its own for a method of the paper's Table 1 that none of its
+/// files provides.
+fn not_measured_reason(method: &str) -> &'static str {
+    match method {
+        "ViT" => "needs an ImageNet-pretrained ViT, not available offline",
+        "OSAD" | "OpenGAN-pixel" => "not implemented yet",
+        "AT" => "no AT classifier among this run's files",
+        _ => "not trained yet (`pkg-scripts/train-baselines.sh`)",
+    }
 }
+
+/// The paper's Table 2 (FGSM from a source detector transferred to ATD; AUROC In, Out, In-and-Out).
+const PAPER_TABLE2: [(&str, Detector, [f64; 3]); 7] = [
+    ("OpenGAN-fea", Detector::Atd, [0.930, 0.940, 0.928]),
+    ("ViT", Detector::Md, [0.927, 0.940, 0.925]),
+    ("AT", Detector::Md, [0.923, 0.933, 0.920]),
+    ("HAT", Detector::Openmax, [0.894, 0.914, 0.865]),
+    ("OSAD", Detector::Openmax, [0.907, 0.927, 0.895]),
+    ("AOE", Detector::Openmax, [0.907, 0.925, 0.892]),
+    ("ALOE", Detector::Openmax, [0.921, 0.933, 0.917]),
+];
 
 /// The name of the ATD file's extractor in the tables: its training method as the card records
 /// it (the paper's is HAT; ours may be AT, HAT, ...).
@@ -108,7 +157,8 @@ struct RunTime {
 
 struct Row {
     model: String,
-    kind: RowKind,
+    /// The paper's name for the row's method, where its Table 1 has it.
+    method: String,
     eval: Evaluation,
     source: Source,
 }
@@ -222,6 +272,25 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     let standard_source = Source::of("standard", &opts.standard, &standard)?;
     let paper_recipe_source =
         opts.paper_recipe.iter().zip(&paper_recipe).map(|(p, m)| Source::of(PAPER_RECIPE, p, m)).next().transpose()?;
+    let robust = extractor_label(&atd);
+    let mut untrained = Vec::new();
+    let mut baselines = Vec::new();
+    for path in &opts.baselines {
+        if !path.exists() {
+            untrained.push(path.clone());
+            continue;
+        }
+        let model = Model::load(path, device)?.valid();
+        anyhow::ensure!(model.card.classifier.is_some(), "{}: a baseline needs a classifier head", path.display());
+        let name = model.card.training["recipe"]["method"].as_str().unwrap_or("unknown").to_uppercase();
+        let source = Source::of(&name, path, &model)?;
+        baselines.push((model, source));
+    }
+    // The robust classifiers of Table 1: the ATD file's extractor and each baseline.
+    let classifiers: Vec<(&Model, Source)> =
+        std::iter::once((&atd, Source { name: robust.clone(), ..atd_source.clone() }))
+            .chain(baselines.iter().map(|(m, source)| (m, source.clone())))
+            .collect();
     let cfg = |steps: usize| {
         PgdConfig::from(AttackSpec::new(opts.eps, steps).with_restarts(opts.restarts).with_seed(opts.seed))
     };
@@ -229,36 +298,36 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     // Table 1: ATD under PGD and APGD (and their per-image worst case); every baseline under PGD.
     let atd_attacks = [Attack::new(AttackKind::Pgd, cfg(opts.steps)), Attack::new(AttackKind::Apgd, cfg(opts.steps))];
     let atd_runs = evaluate_all(&atd, Detector::Atd, data, &atd_attacks, device);
-    let mut rows: Vec<Row> = atd_runs
-        .iter()
-        .map(|e| Row { model: "ATD".into(), kind: RowKind::Atd, eval: e.clone(), source: atd_source.clone() })
-        .collect();
+    let atd_row = |model: &str, eval: &Evaluation, source: &Source| Row {
+        model: model.into(),
+        method: "ATD".into(),
+        eval: eval.clone(),
+        source: source.clone(),
+    };
+    let mut rows: Vec<Row> = atd_runs.iter().map(|e| atd_row("ATD", e, &atd_source)).collect();
     let paper_recipe_runs = paper_recipe.as_ref().map(|m| evaluate_all(m, Detector::Atd, data, &atd_attacks, device));
     if let (Some(runs), Some(source)) = (&paper_recipe_runs, &paper_recipe_source) {
-        for e in runs {
-            rows.push(Row { model: PAPER_RECIPE.into(), kind: RowKind::Atd, eval: e.clone(), source: source.clone() });
-        }
+        rows.extend(runs.iter().map(|e| atd_row(PAPER_RECIPE, e, source)));
     }
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
-    let robust = extractor_label(&atd);
-    for (name, kind, model, source) in [
-        (robust.as_str(), RowKind::RobustBaseline, &atd, &atd_source),
-        ("standard", RowKind::Standard, &standard, &standard_source),
-    ] {
+    for (model, source) in classifiers.iter().chain([&(&standard, standard_source.clone())]) {
         for detector in [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax] {
             if model.detectors().contains(&detector) {
                 let eval = evaluate(model, detector, data, &baseline, device);
-                rows.push(Row { model: name.to_string(), kind, eval, source: source.clone() });
+                rows.push(Row {
+                    model: source.name.clone(),
+                    method: source.name.clone(),
+                    eval,
+                    source: source.clone(),
+                });
             }
         }
     }
 
-    // Table 2: FGSM crafted on other detectors, transferred to ATD.
-    let sources = [
-        (&standard, Detector::Msp, "standard"),
-        (&atd, Detector::Openmax, robust.as_str()),
-        (&atd, Detector::Msp, robust.as_str()),
-    ];
+    // Table 2: FGSM crafted on other detectors, transferred to ATD: the paper's sources (MD of
+    // the ATD file's extractor, OpenMax of each baseline), and the standard model's MSP.
+    let mut sources = vec![(&standard, Detector::Msp, "standard"), (&atd, Detector::Md, robust.as_str())];
+    sources.extend(classifiers.iter().map(|(m, source)| (*m, Detector::Openmax, source.name.as_str())));
     let transfers: Vec<Evaluation> = sources
         .iter()
         .filter(|(m, d, _)| m.detectors().contains(d))
@@ -330,7 +399,7 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
         &oc,
         &oa,
     )?;
-    let std_msp = rows.iter().find(|r| r.kind == RowKind::Standard && r.eval.detector == Detector::Msp);
+    let std_msp = rows.iter().find(|r| r.model == "standard" && r.eval.detector == Detector::Msp);
     let mut roc =
         vec![("ATD clean".to_string(), ic.clone(), oc.clone()), ("ATD In-and-Out, worst case".to_string(), ia, oa)];
     if let Some(r) = std_msp {
@@ -355,9 +424,17 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
 
     let run_time =
         RunTime { seconds: started.elapsed().as_secs_f64() + cache.hit_seconds.get(), cached: cache.hits.get() };
-    let atd_tables = Tables { extractor: &robust, atd: &atd_runs, paper_recipe: paper_recipe_runs.as_deref() };
-    let sources: Vec<&Source> =
-        [Some(&atd_source), paper_recipe_source.as_ref(), Some(&standard_source)].into_iter().flatten().collect();
+    let atd_tables = Tables {
+        extractor: &robust,
+        atd: &atd_runs,
+        paper_recipe: paper_recipe_runs.as_deref(),
+        untrained: &untrained,
+    };
+    let sources: Vec<&Source> = [Some(&atd_source), paper_recipe_source.as_ref(), Some(&standard_source)]
+        .into_iter()
+        .flatten()
+        .chain(baselines.iter().map(|(_, source)| source))
+        .collect();
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_tables, &checks, &sweep, &run_time);
     let page = page.replacen("\n## Table 1", &format!("\n{}\n## Table 1", models_table(&sources)), 1);
     std::fs::write(&opts.page, page).with_context(|| format!("writing {}", opts.page.display()))?;

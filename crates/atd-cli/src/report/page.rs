@@ -14,6 +14,8 @@ pub(super) struct Tables<'a> {
     pub extractor: &'a str,
     pub atd: &'a [Evaluation],
     pub paper_recipe: Option<&'a [Evaluation]>,
+    /// Baseline files asked for that do not exist yet.
+    pub untrained: &'a [std::path::PathBuf],
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -57,12 +59,18 @@ pub(super) fn markdown(
         data.in_set.len(),
         data.out_sets.first().map(|(_, s)| s.len()).unwrap_or(0),
         opts.paper_recipe.as_ref().map(|p| format!(" --paper-recipe {}", p.display())).unwrap_or_default()
+            + &if opts.baselines.iter().eq(BASELINES.iter().map(Path::new)) {
+                String::new()
+            } else {
+                opts.baselines.iter().map(|p| format!(" --baseline {}", p.display())).collect()
+            }
     );
     let _ = writeln!(
         s,
-        "- **Models:** ATD {} (its extractor was trained by {robust}; the {robust} MSP/MD/RMD/OpenMax rows are those baselines on it, beside the paper's on its HAT extractor), standard {}. `atd info <file>` prints each one's recipe and validation numbers.",
+        "- **Models:** ATD {} (its extractor was trained by {robust}; the {robust} MSP/MD/RMD/OpenMax rows are those detectors on it), standard {}, and the robust baselines {}. `atd info <file>` prints each one's recipe and validation numbers.",
         file_line(&opts.atd),
         file_line(&opts.standard),
+        opts.baselines.iter().filter(|p| p.exists()).map(|p| file_line(p)).collect::<Vec<_>>().join(", "),
         robust = atd_tables.extractor,
     );
     if let Some(path) = &opts.paper_recipe {
@@ -90,7 +98,7 @@ pub(super) fn markdown(
         "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out | seconds |\n|---|---|---|---|---|---|---|---|"
     );
     for r in rows {
-        let paper = paper_row(r.kind, r.eval.detector)
+        let paper = paper_row(&r.method, r.eval.detector)
             .map(|p| format!("{:.3} / {:.3} / {:.3} / {:.3}", p[0], p[1], p[2], p[3]))
             .unwrap_or_else(|| "-".into());
         let _ = writeln!(
@@ -103,6 +111,28 @@ pub(super) fn markdown(
             r.eval.seconds
         );
     }
+    // The paper's rows this run has no file for, with the reason.
+    for (method, detector, p) in PAPER_TABLE1 {
+        if !rows.iter().any(|r| r.method == method) {
+            let _ = writeln!(
+                s,
+                "| {method} ({}) | not measured: {} | - | - | - | - | {:.3} / {:.3} / {:.3} / {:.3} | - |",
+                detector.name(),
+                not_measured_reason(method),
+                p[0],
+                p[1],
+                p[2],
+                p[3]
+            );
+        }
+    }
+    for path in atd_tables.untrained {
+        let _ = writeln!(s, "\nNot trained yet: `{}` (`pkg-scripts/train-baselines.sh` trains it).", path.display());
+    }
+    let _ = writeln!(
+        s,
+        "\nThe paper's CIFAR-100 columns (CIFAR-100 as the in-distribution set) are not reproduced: the data pack has no CIFAR-100 training split."
+    );
     let _ = writeln!(
         s,
         "\nThe paper's models are PreActResNet-18 extractors trained for many GPU hours; ours are the small CPU-trained models \
@@ -125,16 +155,34 @@ pub(super) fn markdown(
     }
 
     let _ = writeln!(s, "## Table 2: FGSM transferred from other detectors to ATD (AUROC)\n");
-    let _ = writeln!(s, "| source | In | Out | In-and-Out |\n|---|---|---|---|");
+    let _ = writeln!(s, "| source | In | Out | In-and-Out | paper: In / Out / In-and-Out |\n|---|---|---|---|---|");
     for t in transfers {
+        let source = t.transferred_from.as_deref().unwrap_or(&t.attack);
+        let paper = PAPER_TABLE2
+            .iter()
+            .find(|(m, d, _)| source == format!("{m} ({})", d.name()))
+            .map(|(_, _, p)| format!("{:.3} / {:.3} / {:.3}", p[0], p[1], p[2]))
+            .unwrap_or_else(|| "-".into());
         let _ = writeln!(
             s,
-            "| {} | {:.3} | {:.3} | {:.3} |",
-            t.transferred_from.as_deref().unwrap_or(&t.attack),
+            "| {source} | {:.3} | {:.3} | {:.3} | {paper} |",
             t.auroc(Setting::In),
             t.auroc(Setting::Out),
             t.auroc(Setting::InAndOut)
         );
+    }
+    for (method, detector, p) in PAPER_TABLE2 {
+        let label = format!("{method} ({})", detector.name());
+        if !transfers.iter().any(|t| t.transferred_from.as_deref() == Some(label.as_str())) {
+            let _ = writeln!(
+                s,
+                "| {label}: not measured, {} | - | - | - | {:.3} / {:.3} / {:.3} |",
+                not_measured_reason(method),
+                p[0],
+                p[1],
+                p[2]
+            );
+        }
     }
     let white_box = worst.auroc(Setting::InAndOut);
     let weakest = transfers.iter().map(|t| t.auroc(Setting::InAndOut)).fold(f64::INFINITY, f64::min);
@@ -145,7 +193,7 @@ pub(super) fn markdown(
     };
     let _ = writeln!(
         s,
-        "\nThe paper (HAT OpenMax as the source): 0.894 / 0.914 / 0.865. In this run {verdict} the white-box worst case \
+        "\nIn this run {verdict} the white-box worst case \
          (lowest transferred In-and-Out AUROC {weakest:.3}, white-box {white_box:.3}).\n"
     );
 
