@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's trainable baselines (its Table 1), trained here on the shipped extractor's preset
+# The paper's trainable baselines (its Table 1), the robust classifiers trained here on the shipped extractor's preset
 # (small), data (the same 45k CIFAR-10 training images, 5k held out) and optimizer (SGD, one-cycle,
 # peak lr 0.2), each a resumable stage under checkpoints/ like train-default.sh's. `atd report`
 # reads the exported files.
@@ -25,4 +25,10 @@ stage aoe extractor.safetensors extractor --method aoe "${scaled[@]}"
 # ALOE (Chen et al. 2022): the same with the outliers attacked too (towards confident labels).
 stage aloe extractor.safetensors extractor --method aloe "${scaled[@]}"
 
-echo "trained: $RUNS/{hat,aoe,aloe}; atd report reads them"
+# OpenGAN-fea (Kong and Ramanan 2021; the paper's "ATD without adversarial training"): ATD's
+# discriminator and frozen generator on the standard model's features, Food-101 as the real
+# outliers, trained without attacks; ATD's learning rate, epochs and selection otherwise.
+stage opengan-fea atd.safetensors atd --extractor "$RUNS/standard/extractor.safetensors" --no-attack \
+  --generator frozen --lr 2e-4 --epochs 10 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
+
+echo "trained: $RUNS/{hat,aoe,aloe,opengan-fea}; atd report reads them"

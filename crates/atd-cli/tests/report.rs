@@ -28,6 +28,11 @@ fn report_writes_the_tables_and_figures() {
     aoe_args.extend(["--method", "aoe", "--attack-steps", "2", "--outliers", "ood-tiny.bin", "--train-limit", "64"]);
     run(&aoe_args);
     let aoe = aoe_run.join("extractor.safetensors");
+    let opengan = temp("report-opengan-fea");
+    let mut opengan_args = atd_args(data.to_str().unwrap(), standard.to_str().unwrap(), opengan.to_str().unwrap(), "1");
+    opengan_args.push("--no-attack");
+    run(&opengan_args);
+    let opengan = opengan.join("atd.safetensors");
     let untrained = temp("report-hat").join("extractor.safetensors");
     let page = temp("report").join("results.md");
     std::fs::create_dir_all(page.parent().unwrap()).unwrap();
@@ -45,6 +50,8 @@ fn report_writes_the_tables_and_figures() {
             aoe.to_str().unwrap(),
             "--baseline",
             untrained.to_str().unwrap(),
+            "--baseline",
+            opengan.to_str().unwrap(),
             "--page",
             page.to_str().unwrap(),
             "--steps",
@@ -101,6 +108,10 @@ fn report_writes_the_tables_and_figures() {
         "| 0.907 / 0.925 / 0.892 |",
         "| STANDARD (md) | ",
         "| HAT (openmax): not measured",
+        // OpenGAN-fea: a discriminator, on its own score only.
+        "| OpenGAN-fea (atd) | PGD-2 |",
+        "| OpenGAN-fea (atd) | 0.",
+        "| 0.930 / 0.940 / 0.928 |",
         "## Table 4",
         "PASS",
         "figures/roc.png",
@@ -108,6 +119,7 @@ fn report_writes_the_tables_and_figures() {
         assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
     }
     assert!(md.contains(&format!("Not trained yet: `{}`", untrained.display())), "{md}");
+    assert!(!md.contains("| OpenGAN-fea (msp)"), "a discriminator baseline is reported on its own score only:\n{md}");
     for figure in ["auroc-vs-eps", "histogram-atd", "histogram-standard-msp", "roc"] {
         let path = page.parent().unwrap().join("figures").join(format!("{figure}.png"));
         let img = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).to_rgb8();
@@ -126,6 +138,7 @@ fn report_writes_the_tables_and_figures() {
         ("ATD, paper recipe", paper_run.join("atd.safetensors")),
         ("standard", standard.clone()),
         ("AOE", aoe.clone()),
+        ("OpenGAN-fea", opengan.clone()),
     ];
     for row in numbers["table1"].as_array().unwrap() {
         let source = &row["source"];
@@ -189,7 +202,7 @@ fn report_writes_the_tables_and_figures() {
     // Rerun (as after an interruption) with one model's cache file damaged: that model's sets
     // are recomputed, every other one is read back, and the numbers are the same.
     let mut files: Vec<PathBuf> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!((2..=5).contains(&files.len()), "one cache file per evaluated model: {files:?}");
+    assert!((2..=6).contains(&files.len()), "one cache file per evaluated model: {files:?}");
     files.sort();
     std::fs::write(&files[0], "{ truncated").unwrap();
     let kept = EvalCache::new(cache.clone());

@@ -34,9 +34,10 @@ pub struct ReportOptions {
     /// `--atd` under the same attacks (`train-default.sh` trains one into checkpoints/atd-paper/).
     #[arg(long)]
     pub paper_recipe: Option<PathBuf>,
-    /// The paper's robust classifiers beside the ATD file's extractor (`pkg-scripts/train-baselines.sh`
-    /// trains them), each reported under MSP, MD, RMD and OpenMax and as a transfer source of
-    /// Table 2; one not trained yet is listed as such.
+    /// The paper's baselines beside the ATD file's extractor (`pkg-scripts/train-baselines.sh`
+    /// trains them): a robust classifier is reported under MSP, MD, RMD and OpenMax, a
+    /// discriminator (OpenGAN-fea) under its own score, each also as a Table 2 transfer source;
+    /// one not trained yet is listed as such.
     #[arg(long = "baseline", default_values = BASELINES)]
     pub baselines: Vec<PathBuf>,
     /// The markdown page; figures go to `figures/` beside it, the numbers to `results.json`.
@@ -74,7 +75,8 @@ pub struct ReportOptions {
 const PAPER_RECIPE: &str = "ATD, paper recipe";
 
 /// The baselines `pkg-scripts/train-baselines.sh` trains, where it writes them.
-const BASELINES: [&str; 3] = [
+const BASELINES: [&str; 4] = [
+    "checkpoints/opengan-fea/atd.safetensors",
     "checkpoints/hat/extractor.safetensors",
     "checkpoints/aoe/extractor.safetensors",
     "checkpoints/aloe/extractor.safetensors",
@@ -147,6 +149,24 @@ fn extractor_label(atd: &Model) -> String {
         .unwrap_or_else(|| "robust extractor".into())
 }
 
+/// The paper's name for the method that trained `model`: its classifier's training method (AT,
+/// HAT, AOE, ...), ATD, or OpenGAN-fea for an ATD trained without attacks.
+fn method_of(model: &Model) -> String {
+    let recipe = &model.card.training["recipe"];
+    if !model.detectors().contains(&Detector::Atd) {
+        recipe["method"].as_str().unwrap_or("unknown").to_uppercase()
+    } else if recipe["no_attack"] == true {
+        "OpenGAN-fea".into()
+    } else {
+        "ATD".into()
+    }
+}
+
+/// The detectors a classifier's Table 1 rows use, and the one a discriminator's use (the last
+/// of each is its Table 2 transfer source, as in the paper).
+const CLASSIFIER_DETECTORS: [Detector; 4] = [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax];
+const DISCRIMINATOR_DETECTORS: [Detector; 1] = [Detector::Atd];
+
 /// How long the report's evaluations took, counting those resumed from the cache at the time
 /// they originally took.
 struct RunTime {
@@ -181,9 +201,9 @@ impl Source {
             atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
         let digest = atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
         let method = if model.detectors().contains(&Detector::Atd) {
-            format!("ATD on an {} extractor", extractor_label(model))
+            format!("{} on the {} extractor", method_of(model), extractor_label(model))
         } else {
-            model.card.training["recipe"]["method"].as_str().unwrap_or("unknown").to_uppercase()
+            method_of(model)
         };
         let recipe = model.card.training["recipe"].clone();
         Ok(Self { name: name.to_string(), file: path.display().to_string(), digest, method, recipe })
@@ -219,8 +239,9 @@ fn hardware() -> String {
 /// The models every row comes from: name, file, content digest, method and the recipe's main
 /// settings (the whole recipe is in results.json and in `atd info <file>`).
 fn models_table(sources: &[&Source]) -> String {
-    const KEYS: [&str; 12] = [
+    const KEYS: [&str; 13] = [
         "method",
+        "no_attack",
         "arch",
         "attack",
         "epochs",
@@ -243,7 +264,10 @@ fn models_table(sources: &[&Source]) -> String {
             .iter()
             .filter(|k| attacks || !k.starts_with("attack"))
             .filter_map(|k| {
-                m.recipe.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k} {}", v.to_string().trim_matches('"')))
+                m.recipe
+                    .get(*k)
+                    .filter(|v| !v.is_null() && **v != false)
+                    .map(|v| format!("{k} {}", v.to_string().trim_matches('"')))
             })
             .collect();
         s += &format!("| {} | `{}` | `{}` | {} | {} |\n", m.name, m.file, &m.digest[..16], m.method, recipe.join(", "));
@@ -281,15 +305,22 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
             continue;
         }
         let model = Model::load(path, device)?.valid();
-        anyhow::ensure!(model.card.classifier.is_some(), "{}: a baseline needs a classifier head", path.display());
-        let name = model.card.training["recipe"]["method"].as_str().unwrap_or("unknown").to_uppercase();
-        let source = Source::of(&name, path, &model)?;
-        baselines.push((model, source));
+        let source = Source::of(&method_of(&model), path, &model)?;
+        // A discriminator (OpenGAN-fea) is reported on its own score, a classifier on four.
+        let detectors: &[Detector] =
+            if model.detectors().contains(&Detector::Atd) { &DISCRIMINATOR_DETECTORS } else { &CLASSIFIER_DETECTORS };
+        anyhow::ensure!(
+            detectors.iter().all(|d| model.detectors().contains(d)),
+            "{}: a baseline needs a discriminator or a classifier with its fitted baselines (atd train extractor exports one)",
+            path.display()
+        );
+        baselines.push((model, source, detectors));
     }
-    // The robust classifiers of Table 1: the ATD file's extractor and each baseline.
-    let classifiers: Vec<(&Model, Source)> =
-        std::iter::once((&atd, Source { name: robust.clone(), ..atd_source.clone() }))
-            .chain(baselines.iter().map(|(m, source)| (m, source.clone())))
+    // The robust detectors of Table 1: the ATD file's extractor as a classifier, and each baseline.
+    let robust_source = Source { name: robust.clone(), ..atd_source.clone() };
+    let detectors_of: Vec<(&Model, &Source, &[Detector])> =
+        std::iter::once((&atd, &robust_source, &CLASSIFIER_DETECTORS[..]))
+            .chain(baselines.iter().map(|(m, source, detectors)| (m, source, *detectors)))
             .collect();
     let cfg = |steps: usize| {
         PgdConfig::from(AttackSpec::new(opts.eps, steps).with_restarts(opts.restarts).with_seed(opts.seed))
@@ -310,24 +341,21 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
         rows.extend(runs.iter().map(|e| atd_row(PAPER_RECIPE, e, source)));
     }
     let baseline = Attack::new(AttackKind::Pgd, cfg(opts.baseline_steps));
-    for (model, source) in classifiers.iter().chain([&(&standard, standard_source.clone())]) {
-        for detector in [Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax] {
-            if model.detectors().contains(&detector) {
-                let eval = evaluate(model, detector, data, &baseline, device);
-                rows.push(Row {
-                    model: source.name.clone(),
-                    method: source.name.clone(),
-                    eval,
-                    source: source.clone(),
-                });
-            }
+    let standard_row = (&standard, &standard_source, &CLASSIFIER_DETECTORS[..]);
+    for &(model, source, detectors) in detectors_of.iter().chain([&standard_row]) {
+        for &detector in detectors.iter().filter(|d| model.detectors().contains(d)) {
+            let eval = evaluate(model, detector, data, &baseline, device);
+            rows.push(Row { model: source.name.clone(), method: source.name.clone(), eval, source: source.clone() });
         }
     }
 
     // Table 2: FGSM crafted on other detectors, transferred to ATD: the paper's sources (MD of
-    // the ATD file's extractor, OpenMax of each baseline), and the standard model's MSP.
+    // the ATD file's extractor, OpenMax of each classifier, OpenGAN-fea's discriminator), and
+    // the standard model's MSP.
     let mut sources = vec![(&standard, Detector::Msp, "standard"), (&atd, Detector::Md, robust.as_str())];
-    sources.extend(classifiers.iter().map(|(m, source)| (*m, Detector::Openmax, source.name.as_str())));
+    sources.extend(
+        detectors_of.iter().map(|(m, source, detectors)| (*m, *detectors.last().unwrap(), source.name.as_str())),
+    );
     let transfers: Vec<Evaluation> = sources
         .iter()
         .filter(|(m, d, _)| m.detectors().contains(d))
@@ -433,7 +461,7 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     let sources: Vec<&Source> = [Some(&atd_source), paper_recipe_source.as_ref(), Some(&standard_source)]
         .into_iter()
         .flatten()
-        .chain(baselines.iter().map(|(_, source)| source))
+        .chain(baselines.iter().map(|(_, source, _)| source))
         .collect();
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_tables, &checks, &sweep, &run_time);
     let page = page.replacen("\n## Table 1", &format!("\n{}\n## Table 1", models_table(&sources)), 1);
