@@ -25,10 +25,17 @@ stage aoe extractor.safetensors extractor --method aoe "${scaled[@]}"
 # ALOE (Chen et al. 2022): the same with the outliers attacked too (towards confident labels).
 stage aloe extractor.safetensors extractor --method aloe "${scaled[@]}"
 
+# ATOM (Chen et al. 2021), for Table 5: a K+1-way classifier trained on clean in-distribution
+# images and on attacked outliers labelled as the extra class (weight 1), the outliers mined each
+# epoch from a pool of Food-101 plus 9000 synthetic and 5000 derived outliers: sorted by the
+# current model's outlier score, the hardest 12.5% skipped, the next quarter of the pool kept.
+stage atom extractor.safetensors extractor --method atom --synthetic-outliers 9000 --derived-outliers 5000 \
+  --oe-weight 1 "${scaled[@]}"
+
 # OpenGAN-fea (Kong and Ramanan 2021; the paper's "ATD without adversarial training"): ATD's
 # discriminator and frozen generator on the standard model's features, Food-101 as the real
 # outliers, trained without attacks; ATD's learning rate, epochs and selection otherwise.
 stage opengan-fea atd.safetensors atd --extractor "$RUNS/standard/extractor.safetensors" --no-attack \
   --generator frozen --lr 2e-4 --epochs 10 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
 
-echo "trained: $RUNS/{hat,aoe,aloe,opengan-fea}; atd report reads them"
+echo "trained: $RUNS/{hat,aoe,aloe,atom,opengan-fea}; atd report reads them"

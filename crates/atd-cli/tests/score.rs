@@ -61,7 +61,7 @@ fn info_and_score_on_an_exported_file() {
     let valid = model.valid();
     for (i, line) in lines[1..].iter().enumerate() {
         let fields: Vec<&str> = line.split('\t').collect();
-        for (col, d) in Detector::ALL.into_iter().enumerate() {
+        for (col, d) in valid.detectors().into_iter().enumerate() {
             let printed: f32 = fields[col + 1].split(' ').next().unwrap().parse().unwrap();
             let expected = scores(&valid, d, &x)[i];
             assert!(

@@ -133,3 +133,65 @@ fn extractor_weight_averaging_with_noisy_fgsm_is_exported_logged_and_resumes_exa
         "extractor.safetensors",
     );
 }
+
+#[test]
+fn atom_trains_an_outlier_class_on_a_mined_pool_and_resumes_exactly() {
+    let data = fixture_dir();
+    let data = data.to_str().unwrap();
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = extractor_args(data, out.to_str().unwrap(), "2");
+        args.extend(["--method", "atom", "--attack-steps", "2", "--outliers", "ood-tiny.bin", "--train-limit", "64"]);
+        args.extend(["--synthetic-outliers", "32", "--derived-outliers", "16"]);
+        args.extend(extra);
+        atd(&args)
+    };
+    let (straight, resumed, hardest) = (temp("atom"), temp("atom-resumed"), temp("atom-q0"));
+    for (out, extra) in [(&straight, &[][..]), (&hardest, &["--atom-quantile", "0"])] {
+        let (ok, _, err) = train_with(out, extra);
+        assert!(ok, "{err}");
+    }
+    // The mined outliers depend on the quantile: from the second epoch (mined by a trained
+    // model) the two runs train on other outliers.
+    let (l, l0) = (losses(&straight), losses(&hardest));
+    assert!(l.iter().all(|x| x.is_finite() && *x > 0.0), "{l:?}");
+    assert_ne!(l[1], l0[1], "the quantile changed nothing");
+
+    // A K+1-way classifier whose detector is its outlier class; no class-conditional baselines.
+    let weights = straight.join("extractor.safetensors");
+    let (ok, json, err) = atd(&["info", "--json", weights.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let card: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(card["classifier"], 11);
+    assert_eq!(card["outlier_class"], true);
+    assert_eq!(card["class_names"][10], "outlier");
+    assert!(card["thresholds"]["outlier-class"].is_number(), "{}", card["thresholds"]);
+    for absent in ["msp", "md", "openmax"] {
+        assert!(card["thresholds"].get(absent).is_none(), "{absent} on an ATOM file: {}", card["thresholds"]);
+    }
+    // `atd eval` attacks it end to end like any detector.
+    let mut eval = vec!["eval", weights.to_str().unwrap(), "--detector", "outlier-class", "--steps", "2"];
+    eval.extend(tiny_eval_data(data, "16"));
+    let (ok, out, err) = atd(&eval);
+    assert!(ok && out.contains("outlier-class"), "{out}{err}");
+
+    assert_stopped_and_resumed_run_matches(&train_with, &[], &resumed, &straight, "extractor.safetensors");
+
+    // The pool extensions belong to ATOM.
+    let (ok, _, err) = atd(&[
+        "train",
+        "extractor",
+        "--method",
+        "aoe",
+        "--synthetic-outliers",
+        "8",
+        "--out",
+        temp("aoe-pool").to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--train-set",
+        "cifar10-tiny.bin",
+        "--val-size",
+        "40",
+    ]);
+    assert!(!ok && err.contains("--method atom"), "{err}");
+}

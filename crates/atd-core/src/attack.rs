@@ -18,10 +18,16 @@ pub enum Detector {
     Rmd,
     /// OpenMax: one minus the probability of the "unknown" class.
     Openmax,
+    /// One minus the softmax probability of the classifier's extra outlier class (ATOM, Chen et
+    /// al. 2021: a K+1-way classifier trained with outliers as class K+1).
+    #[serde(rename = "outlier-class")]
+    #[cfg_attr(feature = "clap", value(name = "outlier-class"))]
+    OutlierClass,
 }
 
 impl Detector {
-    pub const ALL: [Detector; 5] = [Detector::Atd, Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax];
+    pub const ALL: [Detector; 6] =
+        [Detector::Atd, Detector::Msp, Detector::Md, Detector::Rmd, Detector::Openmax, Detector::OutlierClass];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +36,7 @@ impl Detector {
             Detector::Md => "md",
             Detector::Rmd => "rmd",
             Detector::Openmax => "openmax",
+            Detector::OutlierClass => "outlier-class",
         }
     }
 
@@ -202,7 +209,7 @@ mod tests {
             assert_eq!(Detector::from_name(d.name()), Ok(d));
         }
         let err = Detector::from_name("odin").unwrap_err();
-        assert!(err.contains("odin") && err.contains("atd, msp, md, rmd, openmax"), "{err}");
+        assert!(err.contains("odin") && err.contains("atd, msp, md, rmd, openmax, outlier-class"), "{err}");
     }
 
     #[test]

@@ -237,6 +237,10 @@ pub struct ModelCard {
     pub generator: Option<GeneratorSpec>,
     pub baselines: Option<BaselineSpec>,
     pub class_names: Vec<String>,
+    /// The classifier's last class stands for outliers (ATOM's K+1-way classifier): the
+    /// in-distribution classes are the others, and the file's detector is `outlier-class`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub outlier_class: bool,
     /// Score threshold at 95% TPR on in-distribution test data, per detector name.
     #[serde(default)]
     pub thresholds: std::collections::BTreeMap<String, f32>,
@@ -259,6 +263,7 @@ impl ModelCard {
             generator: None,
             baselines: None,
             class_names: CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
+            outlier_class: false,
             thresholds: Default::default(),
             training: serde_json::Value::Null,
             metrics: serde_json::Value::Null,
@@ -289,6 +294,9 @@ impl ModelCard {
             if !self.class_names.is_empty() && self.class_names.len() != c {
                 return Err(format!("{} class names for a {c}-class classifier", self.class_names.len()));
             }
+        }
+        if self.outlier_class && self.classifier.is_none_or(|c| c < 3) {
+            return Err("an outlier class needs a classifier of at least 2 classes plus the outlier class".into());
         }
         if let Some(d) = &self.discriminator
             && (d.widths.is_empty() || d.widths.contains(&0))
@@ -448,5 +456,19 @@ mod tests {
         let again = ModelCard::from_json(&card.to_json()).unwrap();
         assert_eq!(again, card);
         assert_eq!(ModelCard::from_json(&again.to_json()).unwrap().to_json(), card.to_json());
+    }
+
+    #[test]
+    fn an_outlier_class_is_written_only_when_present_and_needs_a_classifier() {
+        let plain = ModelCard::classifier(ExtractorSpec::tiny());
+        assert!(!plain.to_json().contains("outlier_class"), "older readers see the same card");
+        let mut atom = plain.clone();
+        atom.classifier = Some(11);
+        atom.class_names.push("outlier".into());
+        atom.outlier_class = true;
+        assert_eq!(ModelCard::from_json(&atom.to_json()).unwrap(), atom);
+        let headless = ModelCard { classifier: None, class_names: vec![], ..atom };
+        let err = ModelCard::from_json(&headless.to_json()).unwrap_err();
+        assert!(err.contains("outlier class"), "{err}");
     }
 }

@@ -32,11 +32,14 @@ impl Model {
     pub fn detectors(&self) -> Vec<Detector> {
         let n = &self.net;
         let mahalanobis = n.baselines.as_ref().is_some_and(|b| b.mahalanobis.is_some());
+        let outlier_class = self.card.outlier_class;
         Detector::ALL
             .into_iter()
             .filter(|d| match d {
                 Detector::Atd => n.discriminator.is_some(),
-                Detector::Msp => n.classifier.is_some(),
+                // A K+1-way classifier's confidence is split with its outlier class.
+                Detector::Msp => n.classifier.is_some() && !outlier_class,
+                Detector::OutlierClass => n.classifier.is_some() && outlier_class,
                 Detector::Md | Detector::Rmd => mahalanobis,
                 Detector::Openmax => n.baselines.as_ref().is_some_and(|b| b.openmax.is_some()),
             })
@@ -78,6 +81,12 @@ impl Model {
                 (self.class_distances(f).min_dim(1).reshape([b]) - background).neg()
             }
             Detector::Openmax => self.openmax_known_log_prob(f),
+            Detector::OutlierClass => {
+                // log(1 - p_outlier): the in-distribution classes' share of the softmax.
+                let logits = self.logits_from_features(f);
+                let known = logits.dims()[1] - 1;
+                log_sum_exp(logits.clone().narrow(1, 0, known)) - log_sum_exp(logits)
+            }
         }
     }
 
@@ -90,7 +99,7 @@ impl Model {
         let z = self.score_logit_from_features(detector, f);
         match detector {
             Detector::Atd => sigmoid(z),
-            Detector::Msp | Detector::Openmax => z.exp(),
+            Detector::Msp | Detector::Openmax | Detector::OutlierClass => z.exp(),
             Detector::Md | Detector::Rmd => z,
         }
     }

@@ -90,8 +90,31 @@ fn check_gradient_of(objective: &dyn Fn(Tensor<4>) -> Tensor<1>, d: &str, seed: 
 #[test]
 fn every_detector_gradient_matches_finite_differences() {
     let model = random_model(full_card(smooth_extractor(), 3), 21).valid();
+    // An ATOM file: a classifier with an outlier class (and no class-conditional baselines).
+    let mut outlier_card = full_card(smooth_extractor(), 3);
+    outlier_card.outlier_class = true;
+    outlier_card.baselines = None;
+    let outlier_model = random_model(outlier_card, 22).valid();
+    assert_eq!(outlier_model.detectors(), [Detector::Atd, Detector::OutlierClass]);
     for (i, d) in Detector::ALL.into_iter().enumerate() {
-        check_gradient(&model, d, 100 + i as u64);
+        let model = if d == Detector::OutlierClass { &outlier_model } else { &model };
+        check_gradient(model, d, 100 + i as u64);
+    }
+}
+
+#[test]
+fn the_outlier_class_score_is_one_minus_its_softmax_probability() {
+    let mut card = full_card(ExtractorSpec::tiny(), 3);
+    card.outlier_class = true;
+    card.baselines = None;
+    let model = random_model(card, 5).valid();
+    let x = random_images(4, 6, &device());
+    let logits = to_vec(model.logits(x.clone()));
+    let scores = to_vec(model.score(Detector::OutlierClass, x));
+    for (row, score) in logits.chunks(3).zip(scores) {
+        let total: f32 = row.iter().map(|z| z.exp()).sum();
+        let expected = 1.0 - row[2].exp() / total;
+        assert!((score - expected).abs() < 1e-5, "{score} vs {expected}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! `atd report`: evaluate the shipped models and write `docs/results.md` (our Table 1 beside the
 //! paper's, the transfer attacks of Table 2, the classification-vs-detection attacks of Table 4,
+//! ATOM against ATD (Table 5),
 //! the attack-strength checks) with its figures, and the numbers as JSON. Every number in it
 //! comes from this run; the page says which data, models, attacks, N, hardware and time.
 
@@ -40,6 +41,10 @@ pub struct ReportOptions {
     /// one not trained yet is listed as such.
     #[arg(long = "baseline", default_values = BASELINES)]
     pub baselines: Vec<PathBuf>,
+    /// An ATOM classifier (`atd train extractor --method atom`; `pkg-scripts/train-baselines.sh`
+    /// trains it) for Table 5, under ATD's attacks; listed as not trained when it does not exist.
+    #[arg(long, default_value = ATOM)]
+    pub atom: PathBuf,
     /// The markdown page; figures go to `figures/` beside it, the numbers to `results.json`.
     #[arg(long, default_value = "docs/results.md")]
     pub page: PathBuf,
@@ -73,6 +78,9 @@ pub struct ReportOptions {
 
 /// The row name of the ATD trained by the paper's recipe.
 const PAPER_RECIPE: &str = "ATD, paper recipe";
+
+/// Where `pkg-scripts/train-baselines.sh` writes ATOM.
+const ATOM: &str = "checkpoints/atom/extractor.safetensors";
 
 /// The baselines `pkg-scripts/train-baselines.sh` trains, where it writes them.
 const BASELINES: [&str; 4] = [
@@ -368,6 +376,18 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     let classification =
         evaluate(&atd, Detector::Atd, data, &Attack::new(AttackKind::Classification, cfg(opts.steps)), device);
 
+    // Table 5: ATOM on its outlier class under ATD's attacks (the paper: PGD-100).
+    let atom = opts.atom.exists().then(|| Model::load(&opts.atom, device).map(|m| m.valid())).transpose()?;
+    if let Some(model) = &atom {
+        anyhow::ensure!(
+            model.detectors().contains(&Detector::OutlierClass),
+            "{} is not an ATOM file (its classifier has no outlier class)",
+            opts.atom.display()
+        );
+    }
+    let atom_source = atom.as_ref().map(|m| Source::of("ATOM", &opts.atom, m)).transpose()?;
+    let atom_runs = atom.as_ref().map(|m| evaluate_all(m, Detector::OutlierClass, data, &atd_attacks, device));
+
     // The checks and the eps sweep (Fig. 1), on a subset.
     let sweep_in = data.in_set.clone().truncated(opts.sweep_limit);
     let sweep_outs: Vec<(String, atd_core::data::ImageSet)> =
@@ -457,11 +477,13 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
         atd: &atd_runs,
         paper_recipe: paper_recipe_runs.as_deref(),
         untrained: &untrained,
+        atom: atom_runs.as_deref(),
     };
     let sources: Vec<&Source> = [Some(&atd_source), paper_recipe_source.as_ref(), Some(&standard_source)]
         .into_iter()
         .flatten()
         .chain(baselines.iter().map(|(_, source, _)| source))
+        .chain(&atom_source)
         .collect();
     let page = markdown(opts, data, &rows, &transfers, &classification, &atd_tables, &checks, &sweep, &run_time);
     let page = page.replacen("\n## Table 1", &format!("\n{}\n## Table 1", models_table(&sources)), 1);
@@ -474,6 +496,7 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
             .collect::<Vec<_>>(),
         "transfer": transfers,
         "classification_attack": classification,
+        "table5_atom": atom_runs.as_ref().map(|runs| json!({"source": atom_source, "evaluations": runs})),
         "checks": checks,
         "auroc_vs_eps": sweep,
     });

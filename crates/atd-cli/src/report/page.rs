@@ -16,6 +16,8 @@ pub(super) struct Tables<'a> {
     pub paper_recipe: Option<&'a [Evaluation]>,
     /// Baseline files asked for that do not exist yet.
     pub untrained: &'a [std::path::PathBuf],
+    /// ATOM's evaluations under ATD's attacks (Table 5), when its file exists.
+    pub atom: Option<&'a [Evaluation]>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -64,6 +66,7 @@ pub(super) fn markdown(
             } else {
                 opts.baselines.iter().map(|p| format!(" --baseline {}", p.display())).collect()
             }
+            + &if opts.atom == Path::new(ATOM) { String::new() } else { format!(" --atom {}", opts.atom.display()) }
     );
     let _ = writeln!(
         s,
@@ -227,6 +230,27 @@ pub(super) fn markdown(
             "In this run each attack hurt what it targets most, as in the paper: judging a detector by a classification attack overstates its robustness."
         } else {
             "In this run the attacks did not each hurt their own target most (see the numbers)."
+        }
+    );
+
+    let _ = writeln!(s, "## Table 5: ATOM and ATD under the same attacks (AUROC)\n");
+    let _ = writeln!(
+        s,
+        "| model (detector) | attack | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out |\n|---|---|---|---|---|---|---|"
+    );
+    let atom_rows = atd_tables.atom.unwrap_or_default().iter().map(|e| ("ATOM", e, "0.983 / 0.156 / 0.447 / 0.067"));
+    for (name, e, paper) in atom_rows.chain([("ATD", worst, "0.943 / 0.837 / 0.862 / 0.693")]) {
+        let _ = writeln!(s, "| {name} ({}) | {} |{} {paper} |", e.detector.name(), e.attack, auroc_cells(e));
+    }
+    let _ = writeln!(
+        s,
+        "\n{}\n",
+        match atd_tables.atom {
+            Some(_) => "ATOM (Chen et al. 2021) trains an outlier class on attacked outliers but never attacks in-distribution images; its In column shows what that leaves open.".to_string(),
+            None => format!(
+                "ATOM: not trained yet: `{}` (`pkg-scripts/train-baselines.sh` trains it); the paper's row is 0.983 / 0.156 / 0.447 / 0.067.",
+                opts.atom.display()
+            ),
         }
     );
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extractor::set_thresholds;
-use super::{RunOptions, StepStats, Training, parse_decay, parse_fraction};
+use super::{RunOptions, StepStats, Training, is_zero, parse_decay, parse_fraction};
 use crate::dataset;
 use crate::model::{AtdNet, Model, tensor_from, to_vec};
 use crate::pgd::{PgdConfig, pgd};
@@ -153,9 +153,6 @@ impl Selection {
 }
 
 /// Recipes from before a field existed serialise as they did then (resume compares recipes).
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
 
 const DEFAULT_VAL_ATTACK_STEPS: usize = 10;
 
@@ -244,32 +241,14 @@ impl AtdTraining {
         let split_at = outliers.len() - recipe.val_ood_size;
         let (mut outlier_idx, val_ood_idx): (Vec<usize>, Vec<usize>) =
             ((0..split_at).collect(), (split_at..outliers.len()).collect());
-        if recipe.synthetic_outliers > 0 {
-            // Appended after the held-out outliers; recoloured copies only of training outliers.
-            let recoloured_idx: Vec<usize> = (0..recipe.synthetic_outliers / 2).map(|k| k % split_at).collect();
-            let recoloured = synthetic::recoloured(&outliers, &recoloured_idx, recipe.seed ^ 0xC010);
-            let procedural = synthetic::procedural(
-                &synthetic::TRAIN_FAMILIES,
-                recipe.synthetic_outliers - recoloured_idx.len(),
-                recipe.seed ^ 0x5147,
-            );
-            let first = outliers.len();
-            outliers.append(recoloured);
-            outliers.append(procedural);
-            outlier_idx.extend(first..outliers.len());
-        }
-        if recipe.derived_outliers > 0 {
-            let first = outliers.len();
-            let kinds = ["jigsaw", "mosaic"];
-            outliers.append(synthetic::derived(
-                &kinds,
-                &train,
-                &train_idx,
-                recipe.derived_outliers,
-                recipe.seed ^ 0xD371,
-            )?);
-            outlier_idx.extend(first..outliers.len());
-        }
+        outlier_idx.extend(synthetic::add_training_outliers(
+            &mut outliers,
+            split_at,
+            recipe.synthetic_outliers,
+            recipe.derived_outliers,
+            (&train, &train_idx),
+            recipe.seed,
+        )?);
         // Other seed streams than the training images, and other families and kinds.
         let mut val_sets = Vec::new();
         if recipe.val_synthetic > 0 {

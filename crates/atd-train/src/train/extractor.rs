@@ -1,9 +1,10 @@
 //! `atd train extractor`: the feature extractor with its classifier head, trained by one of
-//! standard training, Madry PGD adversarial training (AT), HAT (TRADES + helper examples), or
-//! the outlier-exposure family (OE, AOE, ALOE) on the Food-101 outliers.
+//! standard training, Madry PGD adversarial training (AT), HAT (TRADES + helper examples), the
+//! outlier-exposure family (OE, AOE, ALOE) on the Food-101 outliers, or ATOM (an outlier class
+//! trained on attacked outliers mined from a pool).
 //!
-//! One file past the usual length: the six methods share one step (their losses differ in a few
-//! lines each), one recipe and one validation; a file per method would repeat the rest.
+//! One file past the usual length: the seven methods share one step (their losses differ in a
+//! few lines each), one recipe and one validation; a file per method would repeat the rest.
 
 use std::path::{Path, PathBuf};
 
@@ -17,13 +18,13 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{RunOptions, Schedule, StepStats, Training, parse_decay, parse_fraction};
+use super::{RunOptions, Schedule, StepStats, Training, is_zero, parse_decay, parse_fraction};
 use crate::average;
-use crate::dataset;
 use crate::detectors::cross_entropy;
 use crate::model::{AtdNet, Model, argmax_rows, to_vec};
 use crate::pgd::{Objective, PgdConfig, noisy_fgsm, pgd};
 use crate::rng::Rng;
+use crate::{dataset, synthetic};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +42,11 @@ pub enum Method {
     Aoe,
     /// ALOE: OE with both in-distribution images and outliers attacked.
     Aloe,
+    /// ATOM (Chen et al. 2021): a K+1-way classifier, cross-entropy on clean in-distribution
+    /// images and on attacked outliers labelled as the extra class; each epoch's outliers are
+    /// mined from the pool (Food-101 plus --synthetic-outliers and --derived-outliers) at a
+    /// quantile of the current model's outlier score (informative outlier mining).
+    Atom,
 }
 
 impl Method {
@@ -49,8 +55,19 @@ impl Method {
     }
 
     fn uses_outliers(self) -> bool {
-        matches!(self, Method::Oe | Method::Aoe | Method::Aloe)
+        matches!(self, Method::Oe | Method::Aoe | Method::Aloe | Method::Atom)
     }
+}
+
+/// ATOM keeps a quarter of its pool each epoch (its paper mines 100k of 400k outliers).
+const ATOM_MINED_FRACTION: f64 = 0.25;
+
+fn default_atom_quantile() -> f64 {
+    0.125
+}
+
+fn is_default_atom_quantile(q: &f64) -> bool {
+    *q == default_atom_quantile()
 }
 
 /// Architecture presets (see `atd_core::card::ExtractorSpec`).
@@ -141,9 +158,22 @@ pub struct ExtractorRecipe {
     /// HAT: a standardly trained model (weights file) that labels the helper examples.
     #[arg(long)]
     pub helper: Option<PathBuf>,
-    /// OE family: weight of the uniform-label loss on outliers.
+    /// OE family and ATOM: weight of the outlier loss (uniform label; ATOM: the outlier class).
     #[arg(long, default_value_t = 0.5)]
     pub oe_weight: f32,
+    /// ATOM: extra outliers in its pool, as `atd train atd --synthetic-outliers` makes them.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub synthetic_outliers: usize,
+    /// ATOM: extra outliers in its pool made from training images (`atd train atd --derived-outliers`).
+    #[arg(long, default_value_t = 0)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub derived_outliers: usize,
+    /// ATOM: each epoch's outliers start at this quantile of the pool sorted from the most
+    /// in-distribution-looking (the hardest, skipped as possibly in-distribution) to the easiest.
+    #[arg(long, default_value_t = default_atom_quantile())]
+    #[serde(default = "default_atom_quantile", skip_serializing_if = "is_default_atom_quantile")]
+    pub atom_quantile: f64,
     /// In-distribution training set inside the data pack (ImageFolder zip/folder or .bin).
     #[arg(long, default_value = "cifar10-train.zip")]
     pub train_set: String,
@@ -232,6 +262,8 @@ pub struct ExtractorTraining {
     train_idx: Vec<usize>,
     val_idx: Vec<usize>,
     outliers: Option<ImageSet>,
+    /// ATOM: the epoch whose outliers were mined, and their indices in `outliers` (shuffled).
+    mined: Option<(usize, Vec<usize>)>,
     device: Device,
 }
 
@@ -243,8 +275,24 @@ impl ExtractorTraining {
             train_idx.truncate(n);
         }
         anyhow::ensure!(!val_idx.is_empty(), "--val-size must be at least 1 (model selection needs held-out images)");
-        let outliers =
+        anyhow::ensure!(
+            recipe.method == Method::Atom || (recipe.synthetic_outliers == 0 && recipe.derived_outliers == 0),
+            "--synthetic-outliers and --derived-outliers extend ATOM's pool: use them with --method atom"
+        );
+        anyhow::ensure!((0.0..1.0).contains(&recipe.atom_quantile), "--atom-quantile must lie in [0, 1)");
+        let mut outliers =
             recipe.method.uses_outliers().then(|| dataset::load_set(data_dir, &recipe.outliers)).transpose()?;
+        if let Some(pool) = outliers.as_mut() {
+            let real = pool.len();
+            synthetic::add_training_outliers(
+                pool,
+                real,
+                recipe.synthetic_outliers,
+                recipe.derived_outliers,
+                (&train, &train_idx),
+                recipe.seed,
+            )?;
+        }
         let helper = match (recipe.method, &recipe.helper) {
             (Method::Hat, Some(path)) => Some(Model::load(path, device)?),
             (Method::Hat, None) => anyhow::bail!("--method hat needs --helper <weights of a standardly trained model>"),
@@ -260,6 +308,11 @@ impl ExtractorTraining {
         } else {
             (0..classes).map(|c| c.to_string()).collect()
         };
+        if recipe.method == Method::Atom {
+            card.classifier = Some(classes + 1);
+            card.class_names.push("outlier".into());
+            card.outlier_class = true;
+        }
         if let Some(h) = &helper {
             anyhow::ensure!(
                 h.card.classifier == Some(classes),
@@ -271,7 +324,39 @@ impl ExtractorTraining {
         let model = Model::new(card, &autodiff)?;
         let average = recipe.ema.map(|_| model.net.valid());
         let optim = super::sgd(recipe.momentum, recipe.nesterov, recipe.weight_decay);
-        Ok(Self { recipe, model, average, optim, helper, train, train_idx, val_idx, outliers, device: device.clone() })
+        Ok(Self {
+            recipe,
+            model,
+            average,
+            optim,
+            helper,
+            train,
+            train_idx,
+            val_idx,
+            outliers,
+            mined: None,
+            device: device.clone(),
+        })
+    }
+
+    /// ATOM's informative outlier mining: the pool sorted by the current model's outlier-class
+    /// score from the most in-distribution-looking down, the hardest `atom_quantile` skipped, the
+    /// next quarter of the pool kept, in an order shuffled per epoch.
+    fn mine_outliers(&self, epoch: usize) -> Vec<usize> {
+        let pool = self.outliers.as_ref().expect("ATOM loads its pool");
+        let model = self.model.valid();
+        let all: Vec<usize> = (0..pool.len()).collect();
+        let mut scores = Vec::with_capacity(pool.len());
+        for chunk in dataset::batches(&all, 256) {
+            scores.extend(to_vec(
+                model.score(crate::Detector::OutlierClass, dataset::images(pool, chunk, None, &self.device)),
+            ));
+        }
+        let mut order = all;
+        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+        let skip = (self.recipe.atom_quantile * pool.len() as f64) as usize;
+        let keep = ((ATOM_MINED_FRACTION * pool.len() as f64) as usize).clamp(1, pool.len() - skip);
+        dataset::epoch_order(&order[skip..skip + keep], self.recipe.seed ^ 0xA70, epoch)
     }
 
     fn batch_seed(&self, epoch: usize, batch: usize) -> u64 {
@@ -366,10 +451,19 @@ impl Training for ExtractorTraining {
         let mut rng = Rng::new(self.batch_seed(epoch, batch));
         let x = dataset::images(&self.train, idx, r.augment.then_some(&mut rng), &self.device);
         let y = dataset::labels(&self.train, idx);
+        if r.method == Method::Atom && self.mined.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            self.mined = Some((epoch, self.mine_outliers(epoch)));
+        }
+        let r = &self.recipe;
         let x_out = self.outliers.as_ref().map(|o| {
             let n = idx.len();
-            let start = (epoch * self.batches_per_epoch() + batch) * n;
-            let out_idx: Vec<usize> = (0..n).map(|k| (start + k) % o.len()).collect();
+            let out_idx: Vec<usize> = match &self.mined {
+                Some((_, mined)) => (0..n).map(|k| mined[(batch * n + k) % mined.len()]).collect(),
+                None => {
+                    let start = (epoch * self.batches_per_epoch() + batch) * n;
+                    (0..n).map(|k| (start + k) % o.len()).collect()
+                }
+            };
             dataset::images(o, &out_idx, r.augment.then_some(&mut rng), &self.device)
         });
         let attacker = self.model.valid();
@@ -415,6 +509,18 @@ impl Training for ExtractorTraining {
                 let (logits_in, logits_out) = (logits.clone().narrow(0, 0, n), logits.narrow(0, n, n));
                 let loss = cross_entropy(logits_in.clone(), &y).mean()
                     + uniform_cross_entropy(logits_out).mean() * r.oe_weight;
+                (loss, logits_in)
+            }
+            Method::Atom => {
+                // The attack pushes outliers out of the outlier class; training pulls them back.
+                let outlier_label = vec![self.model.card.classifier.expect("a classifier") - 1; n];
+                let x_out = x_out.expect("ATOM loads its pool");
+                let objective = |xo: Tensor<4>| attacker.cross_entropy(xo, &outlier_label);
+                let x_out = r.attack(&objective, &x_out, seed ^ 1);
+                let logits = self.model.logits(Tensor::cat(vec![x_train, x_out], 0).autodiff());
+                let (logits_in, logits_out) = (logits.clone().narrow(0, 0, n), logits.narrow(0, n, n));
+                let loss = cross_entropy(logits_in.clone(), &y).mean()
+                    + cross_entropy(logits_out, &outlier_label).mean() * r.oe_weight;
                 (loss, logits_in)
             }
         };
@@ -479,14 +585,17 @@ impl Training for ExtractorTraining {
     fn export(&self, best: &Path, out: &Path) -> anyhow::Result<Model> {
         let plain = Model::load(best, &self.device)?;
         let mut card = plain.card.clone();
-        card.baselines =
-            Some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
+        // ATOM's detector is its outlier class; the class-conditional baselines are for K-way heads.
+        card.baselines = (!card.outlier_class)
+            .then_some(BaselineSpec { mahalanobis: true, openmax: Some(OpenMaxSpec { alpha_rank: 3, tail_size: 20 }) });
         let mut model = Model::new(card, &self.device)?;
         model.net.extractor = plain.net.extractor;
         model.net.classifier = plain.net.classifier;
-        let fit_idx = &self.train_idx[..self.train_idx.len().min(10_000)];
-        let (features, labels) = features_of(&model, &self.train, fit_idx, &self.device);
-        model.fit_baselines(&features, &labels)?;
+        if model.card.baselines.is_some() {
+            let fit_idx = &self.train_idx[..self.train_idx.len().min(10_000)];
+            let (features, labels) = features_of(&model, &self.train, fit_idx, &self.device);
+            model.fit_baselines(&features, &labels)?;
+        }
         set_thresholds(&mut model, &self.train, &self.val_idx, &self.device);
         model.save(out)?;
         Ok(model)

@@ -287,6 +287,12 @@ fn load_checkpoint(out: &Path, task: &mut impl Training) -> anyhow::Result<Value
     Ok(state)
 }
 
+/// For `skip_serializing_if`: recipes leave unused counts out of their JSON, so that runs
+/// recorded before a count existed still resume.
+pub(crate) fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// The recipe fields that may differ between a run and its resumption.
 const RESUMABLE_CHANGES: [&str; 3] = ["epochs", "stop_after", "resume"];
 
