@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# The paper's trainable baselines (its Table 1), the robust classifiers trained here on the shipped extractor's preset
-# (small), data (the same 45k CIFAR-10 training images, 5k held out) and optimizer (SGD, one-cycle,
-# peak lr 0.2), each a resumable stage under checkpoints/ like train-default.sh's. `atd report`
-# reads the exported files.
+# The paper's trainable baselines (its Tables 1 and 5), trained here on the shipped models' data
+# (the same 45k CIFAR-10 training images, 5k held out, Food-101 outliers), each a resumable stage
+# under checkpoints/ like train-default.sh's; `atd report` reads the exported files.
 #
-# Scaled to a 2-core CPU: the paper's references train PreActResNet-18s for 100-200 epochs with
-# PGD-10 training attacks; here every baseline gets 15 epochs (half the shipped AT extractor's 30)
-# with one random-start FGSM step (Wong et al. 2020) as its training attack, the attack the shipped
-# AT uses. Each keeps the epoch with the best PGD-10 accuracy on 500 validation images. The CPU
-# minutes each cost and what it reached are in docs/training.md ("Baselines").
+# The robust classifiers (HAT, AOE, ALOE, ATOM) use the shipped AT extractor's preset (small) and
+# optimizer (SGD, one-cycle, peak lr 0.2), scaled to a 2-core CPU: the paper's references train
+# PreActResNet-18s for 100-200 epochs with PGD-10 training attacks; here each gets 15 epochs (half
+# the shipped AT extractor's 30) with one random-start FGSM step (Wong et al. 2020) as its training
+# attack, the attack the shipped AT uses, and keeps its best validation epoch (PGD-10 accuracy on
+# 500 held-out images when it attacks in-distribution images, clean accuracy otherwise). The CPU
+# minutes each cost and what it reached are in docs/training.md ("The paper's baselines").
 # Environment: see stages.sh (ATD_DATA, CHECKPOINTS, BACKEND, STOP_AFTER).
 source "$(dirname "$0")/stages.sh"
 
 scaled=(--arch small --epochs 15 --lr 0.2 --attack fgsm)
+
+# OpenGAN-fea (Kong and Ramanan 2021; the paper's "ATD without adversarial training"): ATD's
+# discriminator and frozen generator on the standard model's features, Food-101 as the real
+# outliers, trained without attacks; ATD's learning rate, epochs and selection otherwise.
+stage opengan-fea atd.safetensors atd --extractor "$RUNS/standard/extractor.safetensors" --no-attack \
+  --generator frozen --lr 2e-4 --epochs 10 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
 
 # HAT (Rade and Moosavi-Dezfooli 2022), the paper's extractor: TRADES (beta 3.5) plus helper
 # examples x + 2 (x_adv - x) labelled by the shipped standard model (gamma 0.5), label smoothing 0.1.
@@ -32,10 +39,4 @@ stage aloe extractor.safetensors extractor --method aloe "${scaled[@]}"
 stage atom extractor.safetensors extractor --method atom --synthetic-outliers 9000 --derived-outliers 5000 \
   --oe-weight 1 "${scaled[@]}"
 
-# OpenGAN-fea (Kong and Ramanan 2021; the paper's "ATD without adversarial training"): ATD's
-# discriminator and frozen generator on the standard model's features, Food-101 as the real
-# outliers, trained without attacks; ATD's learning rate, epochs and selection otherwise.
-stage opengan-fea atd.safetensors atd --extractor "$RUNS/standard/extractor.safetensors" --no-attack \
-  --generator frozen --lr 2e-4 --epochs 10 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
-
-echo "trained: $RUNS/{hat,aoe,aloe,atom,opengan-fea}; atd report reads them"
+echo "trained: $RUNS/{opengan-fea,hat,aoe,aloe,atom}; atd report reads them"
