@@ -39,4 +39,10 @@ stage aloe extractor.safetensors extractor --method aloe "${scaled[@]}"
 stage atom extractor.safetensors extractor --method atom --synthetic-outliers 9000 --derived-outliers 5000 \
   --oe-weight 1 "${scaled[@]}"
 
-echo "trained: $RUNS/{opengan-fea,hat,aoe,aloe,atom}; atd report reads them"
+# OpenGAN-pixel (the paper's pixel variant of OpenGAN): no extractor file; a small-preset
+# backbone with the same discriminator layers, trained from scratch on pixels against a DCGAN
+# image generator trained with it, Food-101 as the real outliers, no attacks.
+stage opengan-pixel atd.safetensors atd --pixel small --generator trained --no-attack \
+  --lr 2e-4 --epochs 10 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
+
+echo "trained: $RUNS/{opengan-fea,hat,aoe,aloe,atom,opengan-pixel}; atd report reads them"

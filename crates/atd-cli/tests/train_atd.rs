@@ -241,3 +241,63 @@ fn frozen_generator_keeps_its_initial_weights() {
     assert_eq!(a["generator.output.weight"], b["generator.output.weight"]);
     assert_eq!(a["generator.hidden.0.linear.weight"], b["generator.hidden.0.linear.weight"]);
 }
+
+#[test]
+fn opengan_pixel_trains_its_backbone_and_image_generator_on_pixels_and_resumes_exactly() {
+    let data = fixture_dir();
+    let data = data.to_str().unwrap();
+    // atd_args without the extractor file: --pixel builds its own backbone.
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = atd_args(data, "", out.to_str().unwrap(), "2");
+        args.drain(2..4);
+        if extra.contains(&"--lr") {
+            let lr = args.iter().position(|a| *a == "--lr").unwrap();
+            args.drain(lr..lr + 2);
+        }
+        args.extend(["--pixel", "tiny", "--no-attack"]);
+        args.extend(extra);
+        atd(&args)
+    };
+    let exported = |out: &Path| tensors(&out.join("atd.safetensors"));
+    let (trained, frozen, untouched, resumed) =
+        (temp("pixel-trained"), temp("pixel-frozen"), temp("pixel-lr0"), temp("pixel-resumed"));
+    for (out, extra) in [
+        (&trained, &["--generator", "trained"][..]),
+        (&frozen, &["--generator", "frozen"]),
+        (&untouched, &["--generator", "trained", "--lr", "0"]),
+    ] {
+        let (ok, _, err) = train_with(out, extra);
+        assert!(ok, "{err}");
+    }
+    // D trains its backbone on pixels (the learning-rate-0 run exports the initial weights),
+    // and a trained generator changes the fakes D sees, so its losses.
+    let key = "extractor.blocks.0.conv1.weight";
+    assert_ne!(exported(&trained)[key], exported(&untouched)[key], "the backbone did not train");
+    assert_ne!(losses(&trained)[1], losses(&frozen)[1], "the generator did not train");
+    // The file is an ATD-format discriminator on its own backbone: no classifier, no generator.
+    let file = exported(&trained);
+    assert!(file.keys().all(|k| k.starts_with("extractor.") || k.starts_with("discriminator.")), "{:?}", file.keys());
+    let weights = trained.join("atd.safetensors");
+    let (ok, json, err) = atd(&["info", "--json", weights.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let card: Value = serde_json::from_str(&json).unwrap();
+    assert!(card["classifier"].is_null() && card["generator"].is_null(), "{card}");
+    assert_eq!(card["training"]["recipe"]["pixel"], "tiny");
+    let mut eval = vec!["eval", weights.to_str().unwrap(), "--steps", "2"];
+    eval.extend(tiny_eval_data(data, "16"));
+    let (ok, out, err) = atd(&eval);
+    assert!(ok && out.contains("In-and-Out"), "{out}{err}");
+
+    // The image generator and its optimizer are checkpointed with D.
+    assert_stopped_and_resumed_run_matches(
+        &train_with,
+        &["--generator", "trained"],
+        &resumed,
+        &trained,
+        "atd.safetensors",
+    );
+
+    let extractor = standard_extractor().join("extractor.safetensors");
+    let (ok, _, err) = train_with(&temp("pixel-both"), &["--extractor", extractor.to_str().unwrap()]);
+    assert!(!ok && err.contains("--extractor"), "{err}");
+}

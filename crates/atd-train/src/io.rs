@@ -16,7 +16,10 @@ impl Model {
     /// differently on every call.
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
         let mut store = SafetensorsStore::from_bytes(None).metadata(CARD_METADATA_KEY, self.card.to_json());
-        self.net.valid().save_into(&mut store).map_err(|e| anyhow::anyhow!("exporting tensors: {e}"))?;
+        let mut net = self.net.valid();
+        // A training-time module only: the file holds what its card describes.
+        net.pixel_generator = None;
+        net.save_into(&mut store).map_err(|e| anyhow::anyhow!("exporting tensors: {e}"))?;
         let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
         let weights = Weights::from_bytes(&bytes)
             .context("the exported file breaks the weights contract (a bug in atd-train)")?;

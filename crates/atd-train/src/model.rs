@@ -4,9 +4,9 @@
 
 use atd_core::card::{Activation, DiscriminatorSpec, ExtractorSpec, GeneratorSpec, ModelCard, Padding, Shortcut};
 use burn::module::{Module, Param, RunningState};
-use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::{leaky_relu, relu};
+use burn::tensor::activation::{leaky_relu, relu, sigmoid};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::batch_norm::batch_norm_activate;
@@ -185,6 +185,65 @@ impl Discriminator {
     }
 }
 
+/// A transposed 4x4 convolution of stride 2 (doubling the size), DCGAN's N(0, 0.02) weights.
+fn upsampling_conv(cin: usize, cout: usize, bias: bool, device: &Device) -> ConvTranspose2d {
+    ConvTranspose2dConfig::new([cin, cout], [4, 4])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .with_bias(bias)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device)
+}
+
+#[derive(Module, Debug)]
+pub struct UpBlock {
+    pub conv: ConvTranspose2d,
+    pub bn: BatchNorm,
+}
+
+/// OpenGAN-pixel's image generator (DCGAN at 32x32): noise -> a 4x4 map of 4w channels -> two
+/// upsampling blocks (transposed convolution, BatchNorm, ReLU) -> a transposed convolution to
+/// RGB at 32x32 -> sigmoid (pixels in [0, 1]). It trains beside a discriminator on pixels and is
+/// never part of a weights file.
+#[derive(Module, Debug)]
+pub struct PixelGenerator {
+    pub project: Linear,
+    pub project_bn: BatchNorm,
+    pub up: Vec<UpBlock>,
+    pub to_image: ConvTranspose2d,
+    #[module(skip)]
+    pub noise_dim: usize,
+}
+
+impl PixelGenerator {
+    pub fn new(noise_dim: usize, width: usize, device: &Device) -> Self {
+        let up = [(4 * width, 2 * width), (2 * width, width)]
+            .map(|(cin, cout)| UpBlock {
+                conv: upsampling_conv(cin, cout, false, device),
+                bn: gan_batch_norm(cout, device),
+            })
+            .into();
+        Self {
+            project: gan_linear(noise_dim, 4 * width * 16, false, device),
+            project_bn: gan_batch_norm(4 * width, device),
+            up,
+            to_image: upsampling_conv(width, 3, true, device),
+            noise_dim,
+        }
+    }
+
+    /// `[B, noise_dim]` noise to `[B, 3, 32, 32]` images.
+    pub fn forward(&self, noise: Tensor<2>) -> Tensor<4> {
+        let b = noise.dims()[0];
+        let channels = self.project_bn.gamma.dims()[0];
+        let mut x = relu(self.project_bn.forward(self.project.forward(noise).reshape([b, channels, 4, 4])));
+        for block in &self.up {
+            x = relu(block.bn.forward(block.conv.forward(x)));
+        }
+        sigmoid(self.to_image.forward(x))
+    }
+}
+
 /// The ATD generator: noise to fake features.
 #[derive(Module, Debug)]
 pub struct Generator {
@@ -251,6 +310,8 @@ pub struct AtdNet {
     pub discriminator: Option<Discriminator>,
     pub generator: Option<Generator>,
     pub baselines: Option<Baselines>,
+    /// OpenGAN-pixel's image generator while it trains (in checkpoints, never in a weights file).
+    pub pixel_generator: Option<PixelGenerator>,
 }
 
 /// A network together with the card that describes it.
@@ -290,6 +351,7 @@ impl Model {
             discriminator: card.discriminator.as_ref().map(|d| Discriminator::new(d, f, device)),
             generator: card.generator.as_ref().map(|g| Generator::new(g, f, device)),
             baselines,
+            pixel_generator: None,
         };
         Ok(Self { card, net })
     }

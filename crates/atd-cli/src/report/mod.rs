@@ -83,8 +83,9 @@ const PAPER_RECIPE: &str = "ATD, paper recipe";
 const ATOM: &str = "checkpoints/atom/extractor.safetensors";
 
 /// The baselines `pkg-scripts/train-baselines.sh` trains, where it writes them.
-const BASELINES: [&str; 4] = [
+const BASELINES: [&str; 5] = [
     "checkpoints/opengan-fea/atd.safetensors",
+    "checkpoints/opengan-pixel/atd.safetensors",
     "checkpoints/hat/extractor.safetensors",
     "checkpoints/aoe/extractor.safetensors",
     "checkpoints/aloe/extractor.safetensors",
@@ -131,7 +132,7 @@ fn paper_row(method: &str, detector: Detector) -> Option<[f64; 4]> {
 fn not_measured_reason(method: &str) -> &'static str {
     match method {
         "ViT" => "needs an ImageNet-pretrained ViT, not available offline",
-        "OSAD" | "OpenGAN-pixel" => "not implemented yet",
+        "OSAD" => "not implemented yet",
         "AT" => "no AT classifier among this run's files",
         _ => "not trained yet (`pkg-scripts/train-baselines.sh`)",
     }
@@ -158,11 +159,14 @@ fn extractor_label(atd: &Model) -> String {
 }
 
 /// The paper's name for the method that trained `model`: its classifier's training method (AT,
-/// HAT, AOE, ...), ATD, or OpenGAN-fea for an ATD trained without attacks.
+/// HAT, AOE, ...), ATD, OpenGAN-fea for an ATD trained without attacks, or OpenGAN-pixel for
+/// one trained on pixels.
 fn method_of(model: &Model) -> String {
     let recipe = &model.card.training["recipe"];
     if !model.detectors().contains(&Detector::Atd) {
         recipe["method"].as_str().unwrap_or("unknown").to_uppercase()
+    } else if !recipe["pixel"].is_null() {
+        "OpenGAN-pixel".into()
     } else if recipe["no_attack"] == true {
         "OpenGAN-fea".into()
     } else {
@@ -208,10 +212,10 @@ impl Source {
         let bytes =
             atd_core::weights::read_weights_file(path).with_context(|| format!("reading {}", path.display()))?;
         let digest = atd_core::digest::weights_digest(&bytes).with_context(|| format!("reading {}", path.display()))?;
-        let method = if model.detectors().contains(&Detector::Atd) {
-            format!("{} on the {} extractor", method_of(model), extractor_label(model))
-        } else {
+        let method = if model.card.training["extractor_training"].is_null() {
             method_of(model)
+        } else {
+            format!("{} on the {} extractor", method_of(model), extractor_label(model))
         };
         let recipe = model.card.training["recipe"].clone();
         Ok(Self { name: name.to_string(), file: path.display().to_string(), digest, method, recipe })

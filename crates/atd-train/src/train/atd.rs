@@ -6,6 +6,10 @@
 //! BatchNorm sees the joint statistics, as in the reference), and, with `--generator trained`,
 //! G one step on BCE(D(G(z)), 1) with D in eval mode.
 //!
+//! With `--pixel` (the OpenGAN-pixel baseline) there is no extractor file: the discriminator is a
+//! fresh extractor preset with D's layers on its features, trained end to end on pixels against
+//! an image generator (`PixelGenerator`) in place of the feature generator.
+//!
 //! One file past the usual length: the recipe, the step and the validation it selects on share
 //! the attack settings and the outlier mix; apart, each would need the others' internals.
 
@@ -13,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use atd_core::attack::{AttackSpec, Direction};
-use atd_core::card::{DiscriminatorSpec, GeneratorSpec};
+use atd_core::card::{DiscriminatorSpec, GeneratorSpec, ModelCard};
 use atd_core::data::ImageSet;
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -22,10 +26,10 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::extractor::set_thresholds;
+use super::extractor::{Arch, set_thresholds};
 use super::{RunOptions, StepStats, Training, is_zero, parse_decay, parse_fraction};
 use crate::dataset;
-use crate::model::{AtdNet, Model, tensor_from, to_vec};
+use crate::model::{AtdNet, Model, PixelGenerator, tensor_from, to_vec};
 use crate::pgd::{PgdConfig, pgd};
 use crate::rng::Rng;
 use crate::{Detector, synthetic};
@@ -43,8 +47,15 @@ pub enum GeneratorMode {
 #[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
 pub struct AtdRecipe {
     /// Weights file of the (robust) extractor; its classifier head and baselines are kept.
-    #[arg(long)]
-    pub extractor: PathBuf,
+    #[arg(long, required_unless_present = "pixel", conflicts_with = "pixel")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extractor: Option<PathBuf>,
+    /// OpenGAN-pixel: no extractor file; this preset, trained from scratch with D on pixels, is
+    /// the discriminator's backbone, and the generator makes 32x32 images (`--generator trained`
+    /// trains it against D, as OpenGAN does).
+    #[arg(long, value_enum)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pixel: Option<Arch>,
     #[arg(long, value_enum, default_value = "frozen")]
     pub generator: GeneratorMode,
     /// Train without attacking (the OpenGAN-fea baseline).
@@ -152,6 +163,10 @@ impl Selection {
     }
 }
 
+/// OpenGAN-pixel's generator: DCGAN's noise size and width (64: 256 channels at 4x4).
+const PIXEL_NOISE_DIM: usize = 100;
+const PIXEL_GENERATOR_WIDTH: usize = 64;
+
 /// Recipes from before a field existed serialise as they did then (resume compares recipes).
 
 const DEFAULT_VAL_ATTACK_STEPS: usize = 10;
@@ -217,15 +232,40 @@ fn bce_with_logits(z: Tensor<1>, target_in: bool) -> Tensor<1> {
     if target_in { softplus(z.neg(), 1.0) } else { softplus(z, 1.0) }
 }
 
+/// D's loss on its logits of [in; generated; outliers] (`n` each): BCE(in, 1) + (1 - alpha)
+/// BCE(generated, 0) + alpha BCE(outliers, 0); and how many of the real images (in and
+/// outliers) fall on the right side of its decision boundary.
+fn discriminator_loss(z: Tensor<1>, n: usize, alpha: f32) -> (Tensor<1>, usize) {
+    let (z_in, z_fake, z_out) = (z.clone().narrow(0, 0, n), z.clone().narrow(0, n, n), z.narrow(0, 2 * n, n));
+    let loss = bce_with_logits(z_in.clone(), true).mean()
+        + bce_with_logits(z_fake, false).mean() * (1.0 - alpha)
+        + bce_with_logits(z_out.clone(), false).mean() * alpha;
+    let hits = to_vec(z_in.detach()).iter().filter(|&&v| v > 0.0).count()
+        + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
+    (loss, hits)
+}
+
 impl AtdTraining {
     pub fn new(recipe: AtdRecipe, data_dir: &Path, device: &Device) -> anyhow::Result<Self> {
         anyhow::ensure!(
             !(recipe.no_attack && recipe.attack_generated.is_some()),
             "--attack-generated is an ablation of the attacked training: drop --no-attack"
         );
+        anyhow::ensure!(
+            recipe.pixel.is_none() || (recipe.init.is_none() && recipe.ema.is_none()),
+            "--pixel trains its discriminator from scratch, without --init or --ema"
+        );
         let autodiff = device.clone().autodiff();
-        // On the training device, but never stepped: only D's and G's gradients are applied.
-        let extractor = Model::load(&recipe.extractor, &autodiff)?;
+        let extractor = match (&recipe.extractor, recipe.pixel) {
+            // On the training device, but never stepped: only D's and G's gradients are applied.
+            (Some(path), None) => Model::load(path, &autodiff)?,
+            // Trained with D: a fresh preset without a classifier head.
+            (None, Some(arch)) => {
+                let card = ModelCard { classifier: None, class_names: vec![], ..ModelCard::classifier(arch.spec()) };
+                Model::new(card, &autodiff)?
+            }
+            _ => anyhow::bail!("give either --extractor or --pixel"),
+        };
         let train = dataset::load_set(data_dir, &recipe.train_set)?;
         let (mut train_idx, val_idx) = dataset::split(train.len(), recipe.val_size, recipe.seed)?;
         if let Some(n) = recipe.train_limit {
@@ -264,8 +304,10 @@ impl AtdTraining {
             ));
         }
 
-        let init =
-            recipe.init.as_deref().map(|path| initial_detector(path, &recipe.extractor, &autodiff)).transpose()?;
+        let init = match (&recipe.init, &recipe.extractor) {
+            (Some(init), Some(extractor)) => Some(initial_detector(init, extractor, &autodiff)?),
+            _ => None,
+        };
         let mut card = extractor.card.clone();
         let f = card.extractor.feature_dim();
         let scaled = DiscriminatorSpec::for_features(f);
@@ -273,7 +315,8 @@ impl AtdTraining {
             Some(widths) => DiscriminatorSpec { widths: widths.clone(), ..scaled },
             None => scaled,
         });
-        card.generator = Some(GeneratorSpec::for_features(f));
+        // OpenGAN-pixel's generator makes images; it is not part of the card (or the file).
+        card.generator = recipe.pixel.is_none().then(|| GeneratorSpec::for_features(f));
         if let Some(init) = &init {
             anyhow::ensure!(
                 recipe.discriminator_widths.is_none(),
@@ -290,9 +333,14 @@ impl AtdTraining {
             model.net.discriminator = init.net.discriminator;
             model.net.generator = init.net.generator;
         }
-        model.net.extractor = extractor.net.extractor;
-        model.net.classifier = extractor.net.classifier;
-        model.net.baselines = extractor.net.baselines;
+        if recipe.pixel.is_some() {
+            // Seeded like D: the backbone built with `model`, and the image generator.
+            model.net.pixel_generator = Some(PixelGenerator::new(PIXEL_NOISE_DIM, PIXEL_GENERATOR_WIDTH, &autodiff));
+        } else {
+            model.net.extractor = extractor.net.extractor;
+            model.net.classifier = extractor.net.classifier;
+            model.net.baselines = extractor.net.baselines;
+        }
         let adam = || AdamConfig::new().with_beta_1(0.5).with_beta_2(0.999).init();
         let average = recipe.ema.map(|_| model.net.valid());
         Ok(Self {
@@ -317,7 +365,7 @@ impl AtdTraining {
     }
 
     fn noise(&self, n: usize, seed: u64) -> Tensor<2> {
-        let dim = self.model.card.generator.as_ref().expect("built with a generator").noise_dim;
+        let dim = self.model.card.generator.as_ref().map_or(PIXEL_NOISE_DIM, |g| g.noise_dim);
         let mut rng = Rng::new(seed);
         tensor_from((0..n * dim).map(|_| rng.normal()).collect(), [n, dim], &self.device.clone().autodiff())
     }
@@ -358,6 +406,36 @@ impl AtdTraining {
             scores.extend(to_vec(model.score(Detector::Atd, x)));
         }
         scores
+    }
+
+    /// OpenGAN-pixel's step: D (backbone and layers) one Adam step on the loss of ATD's D over
+    /// [in, G(z), outliers] as pixels; then, with a trained generator, G one step on
+    /// BCE(D(G(z)), 1) through a frozen copy of D.
+    fn pixel_step(&mut self, r: &AtdRecipe, x_in: Tensor<4>, x_out: Tensor<4>, seed: u64) -> StepStats {
+        let n = x_in.dims()[0];
+        let generator = self.model.net.pixel_generator.take().expect("built with --pixel");
+        let generator = match r.generator {
+            GeneratorMode::Frozen => generator.no_grad(),
+            GeneratorMode::Trained => generator,
+        };
+        let fake = generator.forward(self.noise(n, seed ^ 0x6E6F)).detach();
+        let z = self.model.score_logit(Detector::Atd, Tensor::cat(vec![x_in.autodiff(), fake, x_out.autodiff()], 0));
+        let (loss_d, hits) = discriminator_loss(z, n, r.alpha);
+        let loss_value = to_vec(loss_d.clone().detach())[0] as f64;
+        // The generator was taken out of the network: D's optimizer never sees its parameters.
+        let grads = GradientsParams::from_grads(loss_d.backward(), &self.model.net);
+        self.model.net = self.optim_d.step(r.lr / 1.5, self.model.net.clone(), grads);
+        let generator = match r.generator {
+            GeneratorMode::Frozen => generator,
+            GeneratorMode::Trained => {
+                let judge = Model { card: self.model.card.clone(), net: self.model.net.clone().freeze() };
+                let z = judge.score_logit(Detector::Atd, generator.forward(self.noise(n, seed ^ 0x47)));
+                let grads = GradientsParams::from_grads(bce_with_logits(z, true).mean().backward(), &generator);
+                self.optim_g.step(r.lr, generator, grads)
+            }
+        };
+        self.model.net.pixel_generator = Some(generator);
+        StepStats { loss: loss_value, accuracy: Some(hits as f64 / (2 * n) as f64), images: n }
     }
 
     /// What validation scores and the exported file holds: the average with `--ema`, otherwise
@@ -414,6 +492,9 @@ impl Training for AtdTraining {
                 (inliers, outliers.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
             })
         };
+        if r.pixel.is_some() {
+            return Ok(self.pixel_step(&r, x_in, x_out, self.batch_seed(epoch, batch)));
+        }
         let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
         let (f_in, f_out) = (feats.clone().narrow(0, 0, n), feats.narrow(0, n, n));
 
@@ -432,13 +513,8 @@ impl Training for AtdTraining {
         }
         let discriminator = self.model.net.discriminator.take().expect("built with a discriminator");
         let z = discriminator.forward(Tensor::cat(vec![f_in.autodiff(), fake, f_out.autodiff()], 0));
-        let (z_in, z_fake, z_out) = (z.clone().narrow(0, 0, n), z.clone().narrow(0, n, n), z.narrow(0, 2 * n, n));
-        let loss_d = bce_with_logits(z_in.clone(), true).mean()
-            + bce_with_logits(z_fake, false).mean() * (1.0 - r.alpha)
-            + bce_with_logits(z_out.clone(), false).mean() * r.alpha;
+        let (loss_d, hits) = discriminator_loss(z, n, r.alpha);
         let loss_value = to_vec(loss_d.clone().detach())[0] as f64;
-        let hits = to_vec(z_in.detach()).iter().filter(|&&v| v > 0.0).count()
-            + to_vec(z_out.detach()).iter().filter(|&&v| v <= 0.0).count();
         let grads = GradientsParams::from_grads(loss_d.backward(), &discriminator);
         let discriminator = self.optim_d.step(r.lr / 1.5, discriminator, grads);
         if let Some(decay) = r.ema {
@@ -544,7 +620,12 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
     let recipe_json = serde_json::to_value(&recipe)?;
     let mut task = AtdTraining::new(recipe, data_dir, device)?;
     let r = &task.recipe;
+    let model = match r.pixel {
+        Some(arch) => format!("OpenGAN-pixel: a {arch:?} discriminator on pixels,"),
+        None => "ATD".to_string(),
+    };
     let attack = match (r.no_attack, r.attack_generated) {
+        (true, _) if r.pixel.is_some() => "no attack".to_string(),
         (true, _) => "no attack: OpenGAN-fea".to_string(),
         (false, None) => format!("PGD-{} at eps {:.5}", r.attack_steps, r.eps),
         (false, Some(radius)) => format!(
@@ -554,7 +635,7 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
     };
     let start = r.init.as_ref().map(|p| format!(", starting from {}", p.display())).unwrap_or_default();
     eprintln!(
-        "training ATD ({:?} generator, {attack}{start}) on {} in-distribution images and {} outliers",
+        "training {model} ({:?} generator, {attack}{start}) on {} in-distribution images and {} outliers",
         r.generator,
         task.train_idx.len(),
         task.outlier_idx.len()
