@@ -270,6 +270,12 @@ impl ModelCard {
         }
     }
 
+    /// Whether the classifier head gives the MSP detector: a K-way head does; ATOM's K+1-way
+    /// head splits its confidence with the outlier class and has `outlier-class` instead.
+    pub fn has_msp(&self) -> bool {
+        self.classifier.is_some() && !self.outlier_class
+    }
+
     pub fn from_json(text: &str) -> Result<Self, String> {
         let card: Self =
             serde_json::from_str(text).map_err(|e| format!("model card is not valid JSON for this format: {e}"))?;

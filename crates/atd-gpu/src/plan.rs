@@ -157,7 +157,7 @@ impl Plan {
         let card = weights.card.clone();
         match head {
             Head::Atd if card.discriminator.is_none() => return Err(PlanError::MissingHead("ATD discriminator")),
-            Head::Msp if card.classifier.is_none() => return Err(PlanError::MissingHead("classifier head")),
+            Head::Msp if !card.has_msp() => return Err(PlanError::MissingHead("K-way classifier head")),
             _ => {}
         }
         let mut b = Builder::new(weights, batch, conv);

@@ -37,8 +37,7 @@ impl Model {
             .into_iter()
             .filter(|d| match d {
                 Detector::Atd => n.discriminator.is_some(),
-                // A K+1-way classifier's confidence is split with its outlier class.
-                Detector::Msp => n.classifier.is_some() && !outlier_class,
+                Detector::Msp => self.card.has_msp(),
                 Detector::OutlierClass => n.classifier.is_some() && outlier_class,
                 Detector::Md | Detector::Rmd => mahalanobis,
                 Detector::Openmax => n.baselines.as_ref().is_some_and(|b| b.openmax.is_some()),

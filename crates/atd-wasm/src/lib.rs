@@ -60,7 +60,7 @@ pub fn runnable_detectors(bytes: &[u8]) -> Result<String, JsError> {
     if card.discriminator.is_some() {
         found.push(DetectorKind::Atd.name());
     }
-    if card.classifier.is_some() {
+    if card.has_msp() {
         found.push(DetectorKind::Msp.name());
     }
     if found.is_empty() {
