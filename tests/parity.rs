@@ -196,6 +196,17 @@ fn engine_rejects_bad_input_clearly() {
     // Just under the input bound, the whole plan (activations too) is still over the budget.
     let err = Engine::cpu(&bytes, Detector::Atd, 10_000).err().unwrap().to_string();
     assert!(err.contains(&limit), "{err}");
+    // Extractors the engine does not build (OSAD's denoising blocks) are refused by name, and
+    // MSP is not run over an ATOM file's outlier class.
+    let osad = random_weights(card(ExtractorSpec { denoise: vec![1], ..ExtractorSpec::tiny() }), 4);
+    let err = Engine::cpu(&osad, Detector::Atd, 1).err().unwrap().to_string();
+    assert!(err.contains("denoising") && err.contains("atd score"), "{err}");
+    let mut atom = card(ExtractorSpec::tiny());
+    atom.classifier = Some(11);
+    atom.class_names.push("outlier".into());
+    atom.outlier_class = true;
+    let err = Engine::cpu(&random_weights(atom, 4), Detector::Msp, 1).err().unwrap().to_string();
+    assert!(err.contains("K-way classifier"), "{err}");
 }
 
 #[test]

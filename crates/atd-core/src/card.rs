@@ -56,6 +56,11 @@ pub struct ExtractorSpec {
     pub input_mean: [f32; 3],
     pub input_std: [f32; 3],
     pub bn_epsilon: f64,
+    /// Stages followed by a dual-attentive feature-denoising block (OSAD, Shao et al. 2020): a
+    /// non-local mean over the stage's positions, channel and spatial attention on it, a 1x1
+    /// convolution added back to the stage's output. Empty for every other method.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denoise: Vec<usize>,
 }
 
 impl ExtractorSpec {
@@ -70,6 +75,7 @@ impl ExtractorSpec {
             input_mean: CIFAR10_MEAN,
             input_std: CIFAR10_STD,
             bn_epsilon: 1e-5,
+            denoise: vec![],
         }
     }
 
@@ -101,8 +107,13 @@ impl ExtractorSpec {
 
     /// One line naming the architecture, as `atd info` and the page show it.
     pub fn description(&self) -> String {
+        let denoise = if self.denoise.is_empty() {
+            String::new()
+        } else {
+            format!(", denoising after stages {:?}", self.denoise)
+        };
         format!(
-            "pre-activation ResNet, widths {:?}, blocks {:?}, {:?}, {:?} shortcut, {:?} padding, feature dim {}",
+            "pre-activation ResNet, widths {:?}, blocks {:?}, {:?}, {:?} shortcut, {:?} padding{denoise}, feature dim {}",
             self.widths,
             self.blocks,
             self.activation,
@@ -110,6 +121,11 @@ impl ExtractorSpec {
             self.padding,
             self.feature_dim()
         )
+    }
+
+    /// The index of the last block of each stage followed by a denoising block, with its channels.
+    pub fn denoise_layout(&self) -> Vec<(usize, usize)> {
+        self.denoise.iter().map(|&s| (self.blocks[..=s].iter().sum::<usize>() - 1, self.widths[s])).collect()
     }
 
     /// Every block in order: (input channels, output channels, stride).
@@ -147,6 +163,16 @@ impl ExtractorSpec {
         }
         if !(self.bn_epsilon.is_finite() && self.bn_epsilon > 0.0) {
             return Err("extractor: bn_epsilon must be finite and positive".into());
+        }
+        if self.denoise.windows(2).any(|w| w[0] >= w[1]) || self.denoise.iter().any(|&s| s >= self.widths.len()) {
+            return Err(format!(
+                "extractor: denoise stages {:?} must be increasing stage indices below {}",
+                self.denoise,
+                self.widths.len()
+            ));
+        }
+        if let Some(&s) = self.denoise.iter().find(|&&s| self.widths[s] < 4) {
+            return Err(format!("extractor: a denoising block needs at least 4 channels (stage {s})"));
         }
         Ok(())
     }
@@ -362,6 +388,16 @@ impl ModelCard {
                 };
                 t.push((format!("{p}.shortcut.weight"), vec![cout, cin, k, k]));
             }
+        }
+        for (k, (_, c)) in e.denoise_layout().into_iter().enumerate() {
+            let p = format!("extractor.denoise.{k}");
+            t.push((format!("{p}.squeeze.weight"), vec![c, c / 4]));
+            t.push((format!("{p}.squeeze.bias"), vec![c / 4]));
+            t.push((format!("{p}.excite.weight"), vec![c / 4, c]));
+            t.push((format!("{p}.excite.bias"), vec![c]));
+            t.push((format!("{p}.spatial.weight"), vec![1, 2, 3, 3]));
+            t.push((format!("{p}.spatial.bias"), vec![1]));
+            t.push((format!("{p}.output.weight"), vec![c, c, 1, 1]));
         }
         bn(&mut t, "extractor.final_bn", e.feature_dim());
         let f = e.feature_dim();

@@ -42,6 +42,10 @@ pub enum PlanError {
     MissingHead(&'static str),
     #[error("the engine computes the atd and msp detectors, not {0}")]
     UnsupportedDetector(&'static str),
+    #[error(
+        "the engine runs pre-activation ResNets without {0}; use the command line (atd score, atd attack) for this file"
+    )]
+    UnsupportedExtractor(&'static str),
     #[error("batch size must be at least 1")]
     EmptyBatch,
     #[error(
@@ -155,6 +159,9 @@ impl Plan {
             return Err(PlanError::TooLarge { batch, bytes: inputs });
         }
         let card = weights.card.clone();
+        if !card.extractor.denoise.is_empty() {
+            return Err(PlanError::UnsupportedExtractor("OSAD's denoising blocks"));
+        }
         match head {
             Head::Atd if card.discriminator.is_none() => return Err(PlanError::MissingHead("ATD discriminator")),
             Head::Msp if !card.has_msp() => return Err(PlanError::MissingHead("K-way classifier head")),

@@ -77,6 +77,10 @@ impl PreActBlock {
 pub struct PreActResNet {
     pub stem: Conv2d,
     pub blocks: Vec<PreActBlock>,
+    /// OSAD's denoising blocks, each after the block `denoise_after` names.
+    pub denoise: Vec<DenoiseBlock>,
+    #[module(skip)]
+    denoise_after: Vec<usize>,
     pub final_bn: BatchNorm,
     #[module(skip)]
     activation: Activation,
@@ -91,6 +95,8 @@ impl PreActResNet {
         Self {
             stem: conv3x3(3, spec.widths[0], 1, Padding::Symmetric, device),
             blocks: spec.block_layout().into_iter().map(|(i, o, s)| PreActBlock::new(spec, i, o, s, device)).collect(),
+            denoise: spec.denoise_layout().into_iter().map(|(_, c)| DenoiseBlock::new(c, device)).collect(),
+            denoise_after: spec.denoise_layout().into_iter().map(|(block, _)| block).collect(),
             final_bn: batch_norm(spec.feature_dim(), spec.bn_epsilon, device),
             activation: spec.activation,
             mean: spec.input_mean,
@@ -104,12 +110,57 @@ impl PreActResNet {
         let mean = Tensor::<1>::from_floats(self.mean, &device).reshape([1, 3, 1, 1]);
         let inv_std = Tensor::<1>::from_floats(self.std.map(|s| 1.0 / s), &device).reshape([1, 3, 1, 1]);
         let mut out = conv2d(&self.stem, (x - mean) * inv_std);
-        for block in &self.blocks {
+        for (i, block) in self.blocks.iter().enumerate() {
             out = block.forward(out);
+            if let Some(k) = self.denoise_after.iter().position(|&after| after == i) {
+                out = self.denoise[k].forward(out);
+            }
         }
         let out = batch_norm_activate(&self.final_bn, out, self.activation);
         let [b, c, _, _] = out.dims();
         out.mean_dim(3).mean_dim(2).reshape([b, c])
+    }
+}
+
+/// OSAD's dual-attentive feature denoising (Shao et al. 2020, after Xie et al. 2019): a
+/// non-local mean of the feature map (each position a softmax-weighted mean of all positions by
+/// scaled dot-product similarity), weighted by channel attention (squeeze and excite) and by
+/// spatial attention (a 3x3 convolution of the channel mean and max), then a 1x1 convolution
+/// added back to the input. The 1x1 convolution starts at zero, so the block starts as the
+/// identity.
+#[derive(Module, Debug)]
+pub struct DenoiseBlock {
+    pub squeeze: Linear,
+    pub excite: Linear,
+    pub spatial: Conv2d,
+    pub output: Conv2d,
+}
+
+impl DenoiseBlock {
+    pub fn new(channels: usize, device: &Device) -> Self {
+        Self {
+            squeeze: LinearConfig::new(channels, channels / 4).init(device),
+            excite: LinearConfig::new(channels / 4, channels).init(device),
+            spatial: Conv2dConfig::new([2, 1], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
+            output: Conv2dConfig::new([channels, channels], [1, 1])
+                .with_bias(false)
+                .with_initializer(Initializer::Zeros)
+                .init(device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, c, h, w] = x.dims();
+        let flat = x.clone().reshape([b, c, h * w]);
+        let similarity = flat.clone().swap_dims(1, 2).matmul(flat.clone()) / (c as f32).sqrt();
+        let weights = burn::tensor::activation::softmax(similarity, 2); // [b, hw, hw]
+        let denoised = flat.matmul(weights.swap_dims(1, 2)).reshape([b, c, h, w]);
+        let pooled = denoised.clone().mean_dim(3).mean_dim(2).reshape([b, c]);
+        let channel = sigmoid(self.excite.forward(relu(self.squeeze.forward(pooled)))).reshape([b, c, 1, 1]);
+        let denoised = denoised * channel;
+        let summary = Tensor::cat(vec![denoised.clone().mean_dim(1), denoised.clone().max_dim(1)], 1);
+        let spatial = sigmoid(conv2d(&self.spatial, summary));
+        x + conv2d(&self.output, denoised * spatial)
     }
 }
 

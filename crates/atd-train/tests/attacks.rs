@@ -103,6 +103,14 @@ fn every_detector_gradient_matches_finite_differences() {
 }
 
 #[test]
+fn a_denoising_extractor_gradient_matches_finite_differences() {
+    let model = denoising_model(smooth_extractor(), 23).valid();
+    for (i, d) in [Detector::Msp, Detector::Atd, Detector::Md].into_iter().enumerate() {
+        check_gradient(&model, d, 200 + i as u64);
+    }
+}
+
+#[test]
 fn the_outlier_class_score_is_one_minus_its_softmax_probability() {
     let mut card = full_card(ExtractorSpec::tiny(), 3);
     card.outlier_class = true;

@@ -33,6 +33,25 @@ fn every_part_survives_a_round_trip() {
 }
 
 #[test]
+fn a_denoising_extractor_survives_a_round_trip_and_changes_the_features() {
+    let model = denoising_model(ExtractorSpec::tiny(), 8);
+    let bytes = model.to_bytes().unwrap();
+    let weights = atd_core::Weights::from_bytes(&bytes).unwrap();
+    assert!(weights.tensors.contains_key("extractor.denoise.0.output.weight"));
+    let device = device();
+    let loaded = Model::from_bytes(&bytes, &device).unwrap().valid();
+    let x = random_images(4, 3, &device);
+    for d in [Detector::Msp, Detector::Md, Detector::Atd] {
+        assert_eq!(scores(&model.valid(), d, &x), scores(&loaded, d, &x), "{d:?}");
+    }
+    // The block is in the forward pass: without it (its output at zero again) the features move.
+    let mut identity = Model::from_bytes(&bytes, &device).unwrap();
+    let output = &mut identity.net.extractor.denoise[0].output;
+    output.weight = burn::module::Param::from_tensor(output.weight.val().zeros_like());
+    assert_ne!(scores(&identity.valid(), Detector::Md, &x), scores(&loaded, Detector::Md, &x));
+}
+
+#[test]
 fn the_same_weights_and_card_give_the_same_bytes() {
     let model = random_model(full_card(ExtractorSpec::tiny(), 3), 7);
     let first = model.to_bytes().unwrap();

@@ -144,3 +144,14 @@ fn synthetic_fixtures() -> std::path::PathBuf {
     std::fs::write(dir.join("ood-tiny.bin"), ood).unwrap();
     dir
 }
+
+/// A model whose extractor has OSAD's denoising block after its second stage, with random 1x1
+/// output weights (the block starts as the identity: its output convolution is zero at
+/// initialisation), so the non-local mean and both attentions are in every score.
+pub fn denoising_model(extractor: ExtractorSpec, seed: u64) -> Model {
+    let mut model = random_model(full_card(ExtractorSpec { denoise: vec![1], ..extractor }, 3), seed);
+    let output = &mut model.net.extractor.denoise[0].output;
+    let dims = output.weight.val().dims();
+    output.weight = Param::from_tensor(Tensor::random(dims, burn::tensor::Distribution::Normal(0.0, 0.3), &device()));
+    model
+}
