@@ -3,7 +3,7 @@
 # (the same 45k CIFAR-10 training images, 5k held out, Food-101 outliers), each a resumable stage
 # under checkpoints/ like train-default.sh's; `atd report` reads the exported files.
 #
-# The robust classifiers (HAT, AOE, ALOE, ATOM) use the shipped AT extractor's preset (small) and
+# The robust classifiers (HAT, AOE, ALOE, OSAD, ATOM) use the shipped AT extractor's preset (small) and
 # optimizer (SGD, one-cycle, peak lr 0.2), scaled to a 2-core CPU: the paper's references train
 # PreActResNet-18s for 100-200 epochs with PGD-10 training attacks; here each gets 15 epochs (half
 # the shipped AT extractor's 30) with one random-start FGSM step (Wong et al. 2020) as its training
@@ -32,6 +32,12 @@ stage aoe extractor.safetensors extractor --method aoe "${scaled[@]}"
 # ALOE (Chen et al. 2022): the same with the outliers attacked too (towards confident labels).
 stage aloe extractor.safetensors extractor --method aloe "${scaled[@]}"
 
+# OSAD (Shao et al. 2020): AT on the small preset with dual-attentive denoising blocks after
+# stages 2-4, plus a decoder reconstructing the clean image from the attacked image's features
+# (mean squared error, weight 1) and a head predicting the quarter turn of turned attacked images
+# (cross-entropy, weight 1).
+stage osad extractor.safetensors extractor --method osad "${scaled[@]}"
+
 # ATOM (Chen et al. 2021), for Table 5: a K+1-way classifier trained on clean in-distribution
 # images and on attacked outliers labelled as the extra class (weight 1), the outliers mined each
 # epoch from a pool of Food-101 plus 9000 synthetic and 5000 derived outliers: sorted by the
@@ -45,4 +51,4 @@ stage atom extractor.safetensors extractor --method atom --synthetic-outliers 90
 stage opengan-pixel atd.safetensors atd --pixel small --generator trained --no-attack \
   --lr 2e-4 --epochs 10 --synthetic-outliers 0 --val-synthetic 600 --select-on clean
 
-echo "trained: $RUNS/{opengan-fea,hat,aoe,aloe,atom,opengan-pixel}; atd report reads them"
+echo "trained: $RUNS/{opengan-fea,hat,aoe,aloe,osad,atom,opengan-pixel}; atd report reads them"

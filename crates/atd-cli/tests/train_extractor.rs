@@ -51,7 +51,7 @@ fn standard_training_lowers_the_loss_and_resumes_exactly() {
 fn every_extractor_method_trains_and_exports_every_baseline() {
     let data = fixture_dir();
     let helper = standard_extractor().join("extractor.safetensors");
-    for method in ["at", "hat", "oe", "aoe", "aloe"] {
+    for method in ["at", "hat", "oe", "aoe", "aloe", "osad"] {
         let out = temp(method);
         let mut args = extractor_args(data.to_str().unwrap(), out.to_str().unwrap(), "1");
         args.extend(["--method", method, "--attack-steps", "2", "--outliers", "ood-tiny.bin", "--train-limit", "64"]);
@@ -194,4 +194,39 @@ fn atom_trains_an_outlier_class_on_a_mined_pool_and_resumes_exactly() {
         "40",
     ]);
     assert!(!ok && err.contains("--method atom"), "{err}");
+}
+
+#[test]
+fn osad_trains_denoising_blocks_with_its_decoder_and_rotation_heads_and_resumes_exactly() {
+    let data = fixture_dir();
+    let data = data.to_str().unwrap();
+    let train_with = |out: &Path, extra: &[&str]| {
+        let mut args = extractor_args(data, out.to_str().unwrap(), "2");
+        args.extend(["--method", "osad", "--attack-steps", "2", "--train-limit", "64"]);
+        args.extend(extra);
+        atd(&args)
+    };
+    let (straight, resumed, no_heads) = (temp("osad"), temp("osad-resumed"), temp("osad-no-heads"));
+    for (out, extra) in [(&straight, &[][..]), (&no_heads, &["--reconstruction-weight", "0", "--rotation-weight", "0"])]
+    {
+        let (ok, _, err) = train_with(out, extra);
+        assert!(ok, "{err}");
+    }
+    // The decoder and rotation losses are part of what trains the extractor.
+    let file = tensors(&straight.join("extractor.safetensors"));
+    let key = "extractor.blocks.0.conv1.weight";
+    assert_ne!(file[key], tensors(&no_heads.join("extractor.safetensors"))[key]);
+    // The file holds the denoising blocks (after the tiny preset's second stage) and the
+    // classifier, not the training-time decoder and rotation head.
+    assert!(file.contains_key("extractor.denoise.0.output.weight"), "{:?}", file.keys());
+    assert!(
+        file.keys().all(|k| k.starts_with("extractor.") || k.starts_with("classifier.") || k.starts_with("baselines."))
+    );
+    let weights = straight.join("extractor.safetensors");
+    let (ok, json, err) = atd(&["info", "--json", weights.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let card: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(card["extractor"]["denoise"], serde_json::json!([1]));
+    // The decoder, the rotation head and their optimizer state are checkpointed.
+    assert_stopped_and_resumed_run_matches(&train_with, &[], &resumed, &straight, "extractor.safetensors");
 }

@@ -17,8 +17,9 @@ impl Model {
     pub fn to_bytes(&self) -> anyhow::Result<Vec<u8>> {
         let mut store = SafetensorsStore::from_bytes(None).metadata(CARD_METADATA_KEY, self.card.to_json());
         let mut net = self.net.valid();
-        // A training-time module only: the file holds what its card describes.
-        net.pixel_generator = None;
+        // Training-time modules only: the file holds what its card describes.
+        net.image_generator = None;
+        net.rotation_head = None;
         net.save_into(&mut store).map_err(|e| anyhow::anyhow!("exporting tensors: {e}"))?;
         let bytes = store.get_bytes().map_err(|e| anyhow::anyhow!("serialising weights: {e}"))?;
         let weights = Weights::from_bytes(&bytes)

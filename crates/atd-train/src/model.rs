@@ -252,22 +252,20 @@ pub struct UpBlock {
     pub bn: BatchNorm,
 }
 
-/// OpenGAN-pixel's image generator (DCGAN at 32x32): noise -> a 4x4 map of 4w channels -> two
-/// upsampling blocks (transposed convolution, BatchNorm, ReLU) -> a transposed convolution to
-/// RGB at 32x32 -> sigmoid (pixels in [0, 1]). It trains beside a discriminator on pixels and is
-/// never part of a weights file.
+/// A DCGAN generator of 32x32 images: a vector -> a 4x4 map of 4w channels -> two upsampling
+/// blocks (transposed convolution, BatchNorm, ReLU) -> a transposed convolution to RGB at 32x32
+/// -> sigmoid (pixels in [0, 1]). OpenGAN-pixel's generator (from noise) and OSAD's decoder (from
+/// features); it trains beside the network and is never part of a weights file.
 #[derive(Module, Debug)]
-pub struct PixelGenerator {
+pub struct ImageGenerator {
     pub project: Linear,
     pub project_bn: BatchNorm,
     pub up: Vec<UpBlock>,
     pub to_image: ConvTranspose2d,
-    #[module(skip)]
-    pub noise_dim: usize,
 }
 
-impl PixelGenerator {
-    pub fn new(noise_dim: usize, width: usize, device: &Device) -> Self {
+impl ImageGenerator {
+    pub fn new(input_dim: usize, width: usize, device: &Device) -> Self {
         let up = [(4 * width, 2 * width), (2 * width, width)]
             .map(|(cin, cout)| UpBlock {
                 conv: upsampling_conv(cin, cout, false, device),
@@ -275,19 +273,18 @@ impl PixelGenerator {
             })
             .into();
         Self {
-            project: gan_linear(noise_dim, 4 * width * 16, false, device),
+            project: gan_linear(input_dim, 4 * width * 16, false, device),
             project_bn: gan_batch_norm(4 * width, device),
             up,
             to_image: upsampling_conv(width, 3, true, device),
-            noise_dim,
         }
     }
 
-    /// `[B, noise_dim]` noise to `[B, 3, 32, 32]` images.
-    pub fn forward(&self, noise: Tensor<2>) -> Tensor<4> {
-        let b = noise.dims()[0];
+    /// `[B, input_dim]` to `[B, 3, 32, 32]` images.
+    pub fn forward(&self, input: Tensor<2>) -> Tensor<4> {
+        let b = input.dims()[0];
         let channels = self.project_bn.gamma.dims()[0];
-        let mut x = relu(self.project_bn.forward(self.project.forward(noise).reshape([b, channels, 4, 4])));
+        let mut x = relu(self.project_bn.forward(self.project.forward(input).reshape([b, channels, 4, 4])));
         for block in &self.up {
             x = relu(block.bn.forward(block.conv.forward(x)));
         }
@@ -361,8 +358,10 @@ pub struct AtdNet {
     pub discriminator: Option<Discriminator>,
     pub generator: Option<Generator>,
     pub baselines: Option<Baselines>,
-    /// OpenGAN-pixel's image generator while it trains (in checkpoints, never in a weights file).
-    pub pixel_generator: Option<PixelGenerator>,
+    /// Training-time heads, in checkpoints but never in a weights file: OpenGAN-pixel's image
+    /// generator or OSAD's decoder, and OSAD's rotation classifier.
+    pub image_generator: Option<ImageGenerator>,
+    pub rotation_head: Option<Linear>,
 }
 
 /// A network together with the card that describes it.
@@ -402,7 +401,8 @@ impl Model {
             discriminator: card.discriminator.as_ref().map(|d| Discriminator::new(d, f, device)),
             generator: card.generator.as_ref().map(|g| Generator::new(g, f, device)),
             baselines,
-            pixel_generator: None,
+            image_generator: None,
+            rotation_head: None,
         };
         Ok(Self { card, net })
     }

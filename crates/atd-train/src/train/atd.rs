@@ -8,7 +8,7 @@
 //!
 //! With `--pixel` (the OpenGAN-pixel baseline) there is no extractor file: the discriminator is a
 //! fresh extractor preset with D's layers on its features, trained end to end on pixels against
-//! an image generator (`PixelGenerator`) in place of the feature generator.
+//! an image generator (`ImageGenerator`) in place of the feature generator.
 //!
 //! One file past the usual length: the recipe, the step and the validation it selects on share
 //! the attack settings and the outlier mix; apart, each would need the others' internals.
@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use super::extractor::{Arch, set_thresholds};
 use super::{RunOptions, StepStats, Training, is_zero, parse_decay, parse_fraction};
 use crate::dataset;
-use crate::model::{AtdNet, Model, PixelGenerator, tensor_from, to_vec};
+use crate::model::{AtdNet, ImageGenerator, Model, tensor_from, to_vec};
 use crate::pgd::{PgdConfig, pgd};
 use crate::rng::Rng;
 use crate::{Detector, synthetic};
@@ -335,7 +335,7 @@ impl AtdTraining {
         }
         if recipe.pixel.is_some() {
             // Seeded like D: the backbone built with `model`, and the image generator.
-            model.net.pixel_generator = Some(PixelGenerator::new(PIXEL_NOISE_DIM, PIXEL_GENERATOR_WIDTH, &autodiff));
+            model.net.image_generator = Some(ImageGenerator::new(PIXEL_NOISE_DIM, PIXEL_GENERATOR_WIDTH, &autodiff));
         } else {
             model.net.extractor = extractor.net.extractor;
             model.net.classifier = extractor.net.classifier;
@@ -413,7 +413,7 @@ impl AtdTraining {
     /// BCE(D(G(z)), 1) through a frozen copy of D.
     fn pixel_step(&mut self, r: &AtdRecipe, x_in: Tensor<4>, x_out: Tensor<4>, seed: u64) -> StepStats {
         let n = x_in.dims()[0];
-        let generator = self.model.net.pixel_generator.take().expect("built with --pixel");
+        let generator = self.model.net.image_generator.take().expect("built with --pixel");
         let generator = match r.generator {
             GeneratorMode::Frozen => generator.no_grad(),
             GeneratorMode::Trained => generator,
@@ -434,7 +434,7 @@ impl AtdTraining {
                 self.optim_g.step(r.lr, generator, grads)
             }
         };
-        self.model.net.pixel_generator = Some(generator);
+        self.model.net.image_generator = Some(generator);
         StepStats { loss: loss_value, accuracy: Some(hits as f64 / (2 * n) as f64), images: n }
     }
 

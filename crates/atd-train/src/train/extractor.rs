@@ -1,9 +1,10 @@
 //! `atd train extractor`: the feature extractor with its classifier head, trained by one of
 //! standard training, Madry PGD adversarial training (AT), HAT (TRADES + helper examples), the
-//! outlier-exposure family (OE, AOE, ALOE) on the Food-101 outliers, or ATOM (an outlier class
-//! trained on attacked outliers mined from a pool).
+//! outlier-exposure family (OE, AOE, ALOE) on the Food-101 outliers, ATOM (an outlier class
+//! trained on attacked outliers mined from a pool), or OSAD (AT with denoising blocks, a decoder
+//! and rotation self-supervision).
 //!
-//! One file past the usual length: the seven methods share one step (their losses differ in a
+//! One file past the usual length: the eight methods share one step (their losses differ in a
 //! few lines each), one recipe and one validation; a file per method would repeat the rest.
 
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use atd_core::attack::AttackSpec;
 use atd_core::card::{BaselineSpec, ExtractorSpec, ModelCard, OpenMaxSpec};
 use atd_core::data::ImageSet;
 use burn::module::Module;
+use burn::nn::LinearConfig;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Tensor};
@@ -21,7 +23,7 @@ use serde_json::{Value, json};
 use super::{RunOptions, Schedule, StepStats, Training, is_zero, parse_decay, parse_fraction};
 use crate::average;
 use crate::detectors::cross_entropy;
-use crate::model::{AtdNet, Model, argmax_rows, to_vec};
+use crate::model::{AtdNet, ImageGenerator, Model, argmax_rows, to_vec};
 use crate::pgd::{Objective, PgdConfig, noisy_fgsm, pgd};
 use crate::rng::Rng;
 use crate::{dataset, synthetic};
@@ -47,11 +49,15 @@ pub enum Method {
     /// mined from the pool (Food-101 plus --synthetic-outliers and --derived-outliers) at a
     /// quantile of the current model's outlier score (informative outlier mining).
     Atom,
+    /// OSAD (Shao et al. 2020): AT on an extractor with dual-attentive denoising blocks (after
+    /// every stage but the first), plus a decoder reconstructing the clean image from the
+    /// attacked image's features and a head predicting the rotation of rotated attacked images.
+    Osad,
 }
 
 impl Method {
     fn attacks_in(self) -> bool {
-        matches!(self, Method::At | Method::Hat | Method::Aoe | Method::Aloe)
+        matches!(self, Method::At | Method::Hat | Method::Aoe | Method::Aloe | Method::Osad)
     }
 
     fn uses_outliers(self) -> bool {
@@ -61,6 +67,17 @@ impl Method {
 
 /// ATOM keeps a quarter of its pool each epoch (its paper mines 100k of 400k outliers).
 const ATOM_MINED_FRACTION: f64 = 0.25;
+
+/// OSAD's decoder width (DCGAN's w: 4w channels at 4x4) per feature dimension.
+const OSAD_DECODER_WIDTH_PER_FEATURE: usize = 4;
+
+fn one() -> f32 {
+    1.0
+}
+
+fn is_one(x: &f32) -> bool {
+    *x == 1.0
+}
 
 fn default_atom_quantile() -> f64 {
     0.125
@@ -174,6 +191,14 @@ pub struct ExtractorRecipe {
     #[arg(long, default_value_t = default_atom_quantile())]
     #[serde(default = "default_atom_quantile", skip_serializing_if = "is_default_atom_quantile")]
     pub atom_quantile: f64,
+    /// OSAD: weight of the decoder's mean squared error (clean image from attacked features).
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub reconstruction_weight: f32,
+    /// OSAD: weight of the rotation self-supervision's cross-entropy.
+    #[arg(long, default_value_t = 1.0)]
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub rotation_weight: f32,
     /// In-distribution training set inside the data pack (ImageFolder zip/folder or .bin).
     #[arg(long, default_value = "cifar10-train.zip")]
     pub train_set: String,
@@ -246,6 +271,33 @@ fn kl_from(p_clean: Tensor<2>, logits: Tensor<2>) -> Tensor<1> {
     (p_clean * (log_p - log_softmax(logits, 1))).sum_dim(1).reshape([b])
 }
 
+/// Images `[B, C, H, W]` (square) turned by `k` quarter turns.
+fn turn(x: Tensor<4>, k: usize) -> Tensor<4> {
+    match k % 4 {
+        0 => x,
+        1 => x.swap_dims(2, 3).flip([3]),
+        2 => x.flip([2, 3]),
+        _ => x.swap_dims(2, 3).flip([2]),
+    }
+}
+
+/// OSAD's self-supervision input: the k-th quarter of the batch turned by k quarter turns
+/// (k = 0..3; the batch order is random, so are the groups), and each image's k.
+fn quarter_turns(x: Tensor<4>) -> (Tensor<4>, Vec<usize>) {
+    let n = x.dims()[0];
+    let mut parts = Vec::new();
+    let mut turns = Vec::with_capacity(n);
+    for k in 0..4 {
+        let (start, end) = (k * n / 4, (k + 1) * n / 4);
+        if start == end {
+            continue;
+        }
+        parts.push(turn(x.clone().narrow(0, start, end - start), k));
+        turns.extend(std::iter::repeat_n(k, end - start));
+    }
+    (Tensor::cat(parts, 0), turns)
+}
+
 fn accuracy(logits: Tensor<2>, labels: &[usize]) -> f64 {
     let hits = argmax_rows(logits).iter().zip(labels).filter(|(p, y)| p == y).count();
     hits as f64 / labels.len().max(1) as f64
@@ -313,6 +365,10 @@ impl ExtractorTraining {
             card.class_names.push("outlier".into());
             card.outlier_class = true;
         }
+        if recipe.method == Method::Osad {
+            // Not after the first stage: its full-resolution non-local mean is 1024 x 1024 per image.
+            card.extractor.denoise = (1..card.extractor.widths.len()).collect();
+        }
         if let Some(h) = &helper {
             anyhow::ensure!(
                 h.card.classifier == Some(classes),
@@ -321,7 +377,13 @@ impl ExtractorTraining {
         }
         let autodiff = device.clone().autodiff();
         autodiff.seed(recipe.seed);
-        let model = Model::new(card, &autodiff)?;
+        let mut model = Model::new(card, &autodiff)?;
+        if recipe.method == Method::Osad {
+            let f = model.card.extractor.feature_dim();
+            model.net.image_generator =
+                Some(ImageGenerator::new(f, (f / OSAD_DECODER_WIDTH_PER_FEATURE).max(2), &autodiff));
+            model.net.rotation_head = Some(LinearConfig::new(f, 4).init(&autodiff));
+        }
         let average = recipe.ema.map(|_| model.net.valid());
         let optim = super::sgd(recipe.momentum, recipe.nesterov, recipe.weight_decay);
         Ok(Self {
@@ -511,6 +573,19 @@ impl Training for ExtractorTraining {
                     + uniform_cross_entropy(logits_out).mean() * r.oe_weight;
                 (loss, logits_in)
             }
+            Method::Osad => {
+                let features = self.model.features(x_train.clone().autodiff());
+                let logits = self.model.logits_from_features(features.clone());
+                let decoder = self.model.net.image_generator.as_ref().expect("built for OSAD");
+                let reconstruction = (decoder.forward(features) - x.clone().autodiff()).powf_scalar(2.0).mean();
+                let (rotated, turns) = quarter_turns(x_train);
+                let rotation = self.model.net.rotation_head.as_ref().expect("built for OSAD");
+                let turn_logits = rotation.forward(self.model.features(rotated.autodiff()));
+                let loss = cross_entropy(logits.clone(), &y).mean()
+                    + reconstruction * r.reconstruction_weight
+                    + cross_entropy(turn_logits, &turns).mean() * r.rotation_weight;
+                (loss, logits)
+            }
             Method::Atom => {
                 // The attack pushes outliers out of the outlier class; training pulls them back.
                 let outlier_label = vec![self.model.card.classifier.expect("a classifier") - 1; n];
@@ -614,4 +689,24 @@ pub fn train(recipe: ExtractorRecipe, opts: &RunOptions, data_dir: &Path, device
         task.val_idx.len()
     );
     super::train_and_export(&mut task, opts, &recipe_json, "extractor.safetensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quarter_turns_compose_and_label_each_quarter() {
+        let device = Device::flex();
+        let values: Vec<f32> = (0..8 * 3 * 5 * 5).map(|v| v as f32).collect();
+        let x = crate::model::tensor_from(values, [8, 3, 5, 5], &device);
+        let same = |a: Tensor<4>, b: Tensor<4>| to_vec(a) == to_vec(b);
+        assert!(!same(turn(x.clone(), 1), x.clone()), "a turn moves pixels");
+        for k in 0..4 {
+            assert!(same(turn(turn(x.clone(), k), 1), turn(x.clone(), k + 1)), "turn {k} then one more");
+        }
+        let (turned, turns) = quarter_turns(x.clone());
+        assert_eq!(turns, [0, 0, 1, 1, 2, 2, 3, 3]);
+        assert!(same(turned.narrow(0, 4, 2), turn(x.narrow(0, 4, 2), 2)));
+    }
 }
