@@ -6,7 +6,6 @@ mod common;
 use std::path::Path;
 
 use atd_core::card::ExtractorSpec;
-use atd_train::Detector;
 use common::*;
 
 #[test]

@@ -424,6 +424,33 @@ fn zoom(image: &[u8], rng: &mut Rng) -> Vec<u8> {
     out
 }
 
+/// Appends the extra training outliers to `outliers`, whose first `training` images are the
+/// real training outliers: `synthetic` images (half recoloured copies of those training
+/// outliers, half procedural images of the training families) and `derived` ones (jigsaw and
+/// mosaic images of the in-distribution training images `train.1` of `train.0`). Seeded by
+/// `seed`; returns the indices of the images added.
+pub fn add_training_outliers(
+    outliers: &mut ImageSet,
+    training: usize,
+    synthetic: usize,
+    derived_count: usize,
+    train: (&ImageSet, &[usize]),
+    seed: u64,
+) -> anyhow::Result<std::ops::Range<usize>> {
+    let first = outliers.len();
+    if synthetic > 0 {
+        anyhow::ensure!(training > 0, "recoloured outliers need training outliers to recolour");
+        let recoloured_idx: Vec<usize> = (0..synthetic / 2).map(|k| k % training).collect();
+        let copies = recoloured(outliers, &recoloured_idx, seed ^ 0xC010);
+        outliers.append(copies);
+        outliers.append(procedural(&TRAIN_FAMILIES, synthetic - recoloured_idx.len(), seed ^ 0x5147));
+    }
+    if derived_count > 0 {
+        outliers.append(derived(&["jigsaw", "mosaic"], train.0, train.1, derived_count, seed ^ 0xD371)?);
+    }
+    Ok(first..outliers.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,31 +566,4 @@ mod tests {
         let err = derived(&["zoom", "swirl"], &flat, &[0], 3, 1).unwrap_err().to_string();
         assert!(err.contains("swirl") && err.contains("jigsaw"), "{err}");
     }
-}
-
-/// Appends the extra training outliers to `outliers`, whose first `training` images are the
-/// real training outliers: `synthetic` images (half recoloured copies of those training
-/// outliers, half procedural images of the training families) and `derived` ones (jigsaw and
-/// mosaic images of the in-distribution training images `train.1` of `train.0`). Seeded by
-/// `seed`; returns the indices of the images added.
-pub fn add_training_outliers(
-    outliers: &mut ImageSet,
-    training: usize,
-    synthetic: usize,
-    derived_count: usize,
-    train: (&ImageSet, &[usize]),
-    seed: u64,
-) -> anyhow::Result<std::ops::Range<usize>> {
-    let first = outliers.len();
-    if synthetic > 0 {
-        anyhow::ensure!(training > 0, "recoloured outliers need training outliers to recolour");
-        let recoloured_idx: Vec<usize> = (0..synthetic / 2).map(|k| k % training).collect();
-        let copies = recoloured(outliers, &recoloured_idx, seed ^ 0xC010);
-        outliers.append(copies);
-        outliers.append(procedural(&TRAIN_FAMILIES, synthetic - recoloured_idx.len(), seed ^ 0x5147));
-    }
-    if derived_count > 0 {
-        outliers.append(derived(&["jigsaw", "mosaic"], train.0, train.1, derived_count, seed ^ 0xD371)?);
-    }
-    Ok(first..outliers.len())
 }

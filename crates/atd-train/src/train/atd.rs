@@ -167,8 +167,8 @@ impl Selection {
 const PIXEL_NOISE_DIM: usize = 100;
 const PIXEL_GENERATOR_WIDTH: usize = 64;
 
-/// Recipes from before a field existed serialise as they did then (resume compares recipes).
-
+/// Recipes from before a field existed serialise as they did then (resume compares recipes):
+/// the default validation attack is left out of the JSON.
 const DEFAULT_VAL_ATTACK_STEPS: usize = 10;
 
 fn default_val_attack_steps() -> usize {
