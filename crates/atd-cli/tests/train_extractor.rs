@@ -177,22 +177,10 @@ fn atom_trains_an_outlier_class_on_a_mined_pool_and_resumes_exactly() {
     assert_stopped_and_resumed_run_matches(&train_with, &[], &resumed, &straight, "extractor.safetensors");
 
     // The pool extensions belong to ATOM.
-    let (ok, _, err) = atd(&[
-        "train",
-        "extractor",
-        "--method",
-        "aoe",
-        "--synthetic-outliers",
-        "8",
-        "--out",
-        temp("aoe-pool").to_str().unwrap(),
-        "--data-dir",
-        data,
-        "--train-set",
-        "cifar10-tiny.bin",
-        "--val-size",
-        "40",
-    ]);
+    let aoe_pool = temp("aoe-pool");
+    let mut aoe = extractor_args(data, aoe_pool.to_str().unwrap(), "1");
+    aoe.extend(["--method", "aoe", "--synthetic-outliers", "8"]);
+    let (ok, _, err) = atd(&aoe);
     assert!(!ok && err.contains("--method atom"), "{err}");
 }
 

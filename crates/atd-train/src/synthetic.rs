@@ -424,19 +424,19 @@ fn zoom(image: &[u8], rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-/// Appends the extra training outliers to `outliers`, whose first `training` images are the
-/// real training outliers: `synthetic` images (half recoloured copies of those training
-/// outliers, half procedural images of the training families) and `derived` ones (jigsaw and
-/// mosaic images of the in-distribution training images `train.1` of `train.0`). Seeded by
-/// `seed`; returns the indices of the images added.
+/// Appends the `extra` training outliers to `outliers`, whose first `training` images are the
+/// real training outliers: synthetic images (half recoloured copies of those training outliers,
+/// half procedural images of the training families) and derived ones (jigsaw and mosaic images
+/// of the in-distribution training images `train.1` of `train.0`). Seeded by `seed`; returns the
+/// indices of the images added.
 pub fn add_training_outliers(
     outliers: &mut ImageSet,
     training: usize,
-    synthetic: usize,
-    derived_count: usize,
+    extra: &crate::train::ExtraOutliers,
     train: (&ImageSet, &[usize]),
     seed: u64,
 ) -> anyhow::Result<std::ops::Range<usize>> {
+    let (synthetic, derived_count) = (extra.synthetic_outliers, extra.derived_outliers);
     let first = outliers.len();
     if synthetic > 0 {
         anyhow::ensure!(training > 0, "recoloured outliers need training outliers to recolour");

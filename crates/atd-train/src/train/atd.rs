@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::extractor::{Arch, set_thresholds};
-use super::{RunOptions, StepStats, Training, is_zero, parse_decay, parse_fraction};
+use super::{ExtraOutliers, RunOptions, StepStats, Training, is_zero, parse_decay, parse_fraction};
 use crate::dataset;
 use crate::model::{AtdNet, ImageGenerator, Model, tensor_from, to_vec};
 use crate::pgd::{PgdConfig, pgd};
@@ -97,18 +97,9 @@ pub struct AtdRecipe {
     /// Real outliers; the last --val-ood-size of them are held out for model selection.
     #[arg(long, default_value = "food101-32.bin")]
     pub outliers: String,
-    /// Extra training outliers made here: half procedural images (noise, flat colours,
-    /// gradients, stripes, shapes, strokes, glyph rows, blurry textures), half recoloured copies
-    /// of the training outliers (grayscale, swapped channels, negatives). 0: the paper's recipe.
-    #[arg(long, default_value_t = 0)]
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub synthetic_outliers: usize,
-    /// Extra training outliers made from the training split's own images (jigsaw-shuffled
-    /// patches and 2x2 mosaics of half-size images): CIFAR-10's colours and parts without its
-    /// objects, like near-OOD images. 0: none.
-    #[arg(long, default_value_t = 0)]
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub derived_outliers: usize,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub extra_outliers: ExtraOutliers,
     /// Procedural validation outliers from families never trained on (star fields, cell blobs,
     /// fractal textures, pen curves), split evenly between them.
     #[arg(long, default_value_t = 0)]
@@ -284,8 +275,7 @@ impl AtdTraining {
         outlier_idx.extend(synthetic::add_training_outliers(
             &mut outliers,
             split_at,
-            recipe.synthetic_outliers,
-            recipe.derived_outliers,
+            &recipe.extra_outliers,
             (&train, &train_idx),
             recipe.seed,
         )?);

@@ -20,7 +20,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{RunOptions, Schedule, StepStats, Training, is_zero, parse_decay, parse_fraction};
+use super::{ExtraOutliers, RunOptions, Schedule, StepStats, Training, parse_decay, parse_fraction};
 use crate::average;
 use crate::detectors::cross_entropy;
 use crate::model::{AtdNet, ImageGenerator, Model, argmax_rows, to_vec};
@@ -178,14 +178,10 @@ pub struct ExtractorRecipe {
     /// OE family and ATOM: weight of the outlier loss (uniform label; ATOM: the outlier class).
     #[arg(long, default_value_t = 0.5)]
     pub oe_weight: f32,
-    /// ATOM: extra outliers in its pool, as `atd train atd --synthetic-outliers` makes them.
-    #[arg(long, default_value_t = 0)]
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub synthetic_outliers: usize,
-    /// ATOM: extra outliers in its pool made from training images (`atd train atd --derived-outliers`).
-    #[arg(long, default_value_t = 0)]
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub derived_outliers: usize,
+    // ATOM's pool: the real outliers plus these.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub extra_outliers: ExtraOutliers,
     /// ATOM: each epoch's outliers start at this quantile of the pool sorted from the most
     /// in-distribution-looking (the hardest, skipped as possibly in-distribution) to the easiest.
     #[arg(long, default_value_t = default_atom_quantile())]
@@ -328,7 +324,7 @@ impl ExtractorTraining {
         }
         anyhow::ensure!(!val_idx.is_empty(), "--val-size must be at least 1 (model selection needs held-out images)");
         anyhow::ensure!(
-            recipe.method == Method::Atom || (recipe.synthetic_outliers == 0 && recipe.derived_outliers == 0),
+            recipe.method == Method::Atom || recipe.extra_outliers.is_none(),
             "--synthetic-outliers and --derived-outliers extend ATOM's pool: use them with --method atom"
         );
         anyhow::ensure!((0.0..1.0).contains(&recipe.atom_quantile), "--atom-quantile must lie in [0, 1)");
@@ -336,14 +332,7 @@ impl ExtractorTraining {
             recipe.method.uses_outliers().then(|| dataset::load_set(data_dir, &recipe.outliers)).transpose()?;
         if let Some(pool) = outliers.as_mut() {
             let real = pool.len();
-            synthetic::add_training_outliers(
-                pool,
-                real,
-                recipe.synthetic_outliers,
-                recipe.derived_outliers,
-                (&train, &train_idx),
-                recipe.seed,
-            )?;
+            synthetic::add_training_outliers(pool, real, &recipe.extra_outliers, (&train, &train_idx), recipe.seed)?;
         }
         let helper = match (recipe.method, &recipe.helper) {
             (Method::Hat, Some(path)) => Some(Model::load(path, device)?),

@@ -17,6 +17,7 @@ use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::store::ModuleRecord;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model::AtdNet;
@@ -285,6 +286,30 @@ fn load_checkpoint(out: &Path, task: &mut impl Training) -> anyhow::Result<Value
         *optim = fresh.load(&path).map_err(|e| anyhow::anyhow!("reading {}: {e:?}", path.display()))?;
     }
     Ok(state)
+}
+
+/// Extra training outliers made here, appended to the real ones (`synthetic::add_training_outliers`);
+/// ATD trains on them, ATOM mines them.
+#[derive(Clone, Debug, Default, clap::Args, Serialize, Deserialize)]
+pub struct ExtraOutliers {
+    /// Extra training outliers made here: half procedural images (noise, flat colours,
+    /// gradients, stripes, shapes, strokes, glyph rows, blurry textures), half recoloured copies
+    /// of the training outliers (grayscale, swapped channels, negatives). 0: the paper's recipe.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub synthetic_outliers: usize,
+    /// Extra training outliers made from the training split's own images (jigsaw-shuffled
+    /// patches and 2x2 mosaics of half-size images): CIFAR-10's colours and parts without its
+    /// objects, like near-OOD images. 0: none.
+    #[arg(long, default_value_t = 0)]
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub derived_outliers: usize,
+}
+
+impl ExtraOutliers {
+    pub fn is_none(&self) -> bool {
+        self.synthetic_outliers == 0 && self.derived_outliers == 0
+    }
 }
 
 /// For `skip_serializing_if`: recipes leave unused counts out of their JSON, so that runs
