@@ -63,6 +63,11 @@ pub fn runnable_detectors(bytes: &[u8]) -> Result<String, JsError> {
     if card.has_msp() {
         found.push(DetectorKind::Msp.name());
     }
+    if found.is_empty() && card.outlier_class {
+        return Err(JsError::new(
+            "the file's detector is ATOM's outlier class, which this page does not run (atd score and atd eval do)",
+        ));
+    }
     if found.is_empty() {
         return Err(JsError::new(
             "the file holds neither an ATD discriminator nor a classifier head, so no detector this page runs",

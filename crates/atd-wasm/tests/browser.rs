@@ -85,4 +85,19 @@ fn the_page_learns_which_detectors_a_file_holds_and_refuses_files_it_cannot_run(
     let headless = atd_core::weights::write_weights(&card, &tensors);
     assert!(atd_core::Weights::from_bytes(&headless).is_ok(), "the test file itself is valid");
     assert!(atd_wasm::runnable_detectors(&headless).is_err(), "a file without a head passed");
+    // ATOM's K+1-way head: no MSP over its outlier class, and the error says why.
+    let f = card.extractor.feature_dim();
+    let mut atom = card.clone();
+    atom.classifier = Some(11);
+    atom.class_names.push("outlier".into());
+    atom.outlier_class = true;
+    let mut tensors = tensors.clone();
+    for (name, shape) in [("classifier.weight", vec![f, 11]), ("classifier.bias", vec![11])] {
+        let data = vec![0.0; shape.iter().product()];
+        tensors.insert(name.to_string(), atd_core::weights::NamedTensor { shape, data });
+    }
+    let atom = atd_core::weights::write_weights(&atom, &tensors);
+    assert!(atd_core::Weights::from_bytes(&atom).is_ok(), "the ATOM test file itself is valid");
+    let err = atd_wasm::runnable_detectors(&atom).err().map(|e| format!("{:?}", wasm_bindgen::JsValue::from(e)));
+    assert!(err.as_deref().is_some_and(|e| e.contains("outlier class")), "{err:?}");
 }
