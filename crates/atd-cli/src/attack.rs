@@ -90,7 +90,11 @@ fn attack(
         AttackEngine::Burn => None,
     };
     let burn_model = match engine {
-        None => Some(Model::from_bytes(&bytes, &Backend::Cpu.device()?)?.valid()),
+        None => {
+            let model = Model::from_bytes(&bytes, &Backend::Cpu.device()?)?.valid();
+            crate::args::pick_detector(&model, Some(detector))?;
+            Some(model)
+        }
         Some(_) => None,
     };
     let score_of = |engine: &mut Option<Engine>, x: &[f32]| -> anyhow::Result<f32> {

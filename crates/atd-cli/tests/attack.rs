@@ -40,5 +40,18 @@ fn attack_writes_an_adversarial_png_inside_the_eps_ball_on_every_engine() {
         assert_eq!(adv.dimensions(), (32, 32));
         let linf = adv.as_raw().iter().zip(&clean).map(|(a, c)| (*a as i32 - *c as i32).abs()).max().unwrap();
         assert!(linf <= 4 && linf > 0, "{engine}: L-inf {linf}/255 for eps 4/255");
+        // A detector the file does not hold: a clear error on every engine, not a panic.
+        let (ok, _, err) = atd(&[
+            "attack",
+            "--engine",
+            engine,
+            "--detector",
+            "outlier-class",
+            weights.to_str().unwrap(),
+            image.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!ok && !err.contains("panicked") && err.contains("outlier"), "{engine}: {err}");
     }
 }

@@ -43,7 +43,7 @@ pub enum PlanError {
     #[error("the engine computes the atd and msp detectors, not {0}")]
     UnsupportedDetector(&'static str),
     #[error(
-        "the engine runs pre-activation ResNets without {0}; use the command line (atd score, atd attack) for this file"
+        "the engine runs pre-activation ResNets without {0}; Burn runs this file (atd score, atd eval, atd attack --engine burn)"
     )]
     UnsupportedExtractor(&'static str),
     #[error("batch size must be at least 1")]
