@@ -37,6 +37,10 @@ fn info(path: &Path, json: bool) -> anyhow::Result<()> {
     println!("extractor:     {}", e.description());
     println!("               input mean {:?}, std {:?}", e.input_mean, e.input_std);
     match card.classifier {
+        Some(c) if card.outlier_class => println!(
+            "classifier:    {c} classes, the last an outlier class (ATOM; detector outlier-class): {}",
+            card.class_names.join(", ")
+        ),
         Some(c) => println!("classifier:    {c} classes: {}", card.class_names.join(", ")),
         None => println!("classifier:    none"),
     }
