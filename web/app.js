@@ -15,8 +15,8 @@ const SHIPPED = {
   baseline: { url: versioned('models/standard.safetensors'), head: 'msp', name: null },
 };
 const MODELS = [
-  { key: 'atd', ...SHIPPED.atd, label: 'ATD', colour: '#1f77b4', prefer: ['atd', 'msp'] },
-  { key: 'baseline', ...SHIPPED.baseline, label: 'Baseline', colour: '#e6550d', prefer: ['msp', 'atd'] },
+  { key: 'atd', ...SHIPPED.atd, label: 'ATD', colour: '#1f77b4' },
+  { key: 'baseline', ...SHIPPED.baseline, label: 'Baseline', colour: '#e6550d' },
 ];
 const MAX_FILE_BYTES = 64 * 1024 * 1024;
 // The engine takes at most 512 MiB (weights and working memory); the page's models are ~1.5 MiB.
@@ -275,7 +275,6 @@ worker.onmessage = (event) => {
       $('#status').dataset.engine = msg.engine;
       $('#engine').disabled = false;
       if (current && current.chw) $('#run').disabled = false;
-      $('#model-info').textContent = MODELS.map((m) => `${m.label}: ${plainDescription(m, infos[m.key])}`).join(' ');
       for (const m of MODELS) showModel(m);
       drawChart();
       if (rescoreWhenReady) { rescoreWhenReady = false; rescore(); }
@@ -481,13 +480,32 @@ function attackSeed() {
   return fieldError('seed', ok ? '' : 'The seed must be empty (random) or a whole number from 0 to 4294967295.') ? Number(typed) : null;
 }
 
+// The paper's name for the method that trained a slot's model, as `atd report` names it: a
+// discriminator trained without attacks is OpenGAN (on features or on pixels), with attacks ATD;
+// a classifier is named by its training method (standard, at, hat, aoe, ...).
+function methodName(info) {
+  const recipe = info.recipe || {};
+  if (info.detector !== 'atd') return recipe.method || null;
+  return recipe.pixel ? 'OpenGAN-pixel' : recipe.no_attack ? 'OpenGAN-fea' : 'ATD';
+}
+
 // What the footer says of a model, in plain words.
 function plainDescription(model, info) {
-  const trained = { at: 'trained to resist attacks (adversarial training)', standard: 'trained the usual way' }[info.training]
+  const trained = {
+    standard: 'trained the usual way',
+    at: 'trained to resist attacks (adversarial training)',
+    hat: 'trained to resist attacks (helper-based adversarial training, HAT)',
+    oe: 'trained to be unsure on images of other datasets (outlier exposure)',
+    aoe: 'trained to resist attacks and to be unsure on images of other datasets (adversarial outlier exposure)',
+    aloe: 'trained to resist attacks and to stay unsure on attacked images of other datasets (ALOE)',
+  }[info.training]
     || `trained by ${info.training || 'an unknown recipe'}`;
-  return model.head === 'atd'
-    ? 'a small image network whose features feed a second network, trained under attack to tell CIFAR-10 images from others; that second network\'s output is the score.'
-    : `a small image network ${trained}; its confidence in its top class is the score.`;
+  if (model.head !== 'atd') return `a small image network ${trained}; its confidence in its top class is the score.`;
+  return {
+    ATD: 'a small image network whose features feed a second network, trained under attack to tell CIFAR-10 images from others; that second network\'s output is the score.',
+    'OpenGAN-fea': 'a small image network whose features feed a second network, trained without attacks to tell CIFAR-10 images from others (OpenGAN); that second network\'s output is the score.',
+    'OpenGAN-pixel': 'a small image network trained on the pixels, without attacks, to tell CIFAR-10 images from others (OpenGAN-pixel); its output is the score.',
+  }[methodName(info)];
 }
 
 $('#run').addEventListener('click', () => {
@@ -524,7 +542,8 @@ $('#seed').addEventListener('input', () => fieldError('seed', ''));
 // threshold in use.
 function modelSummary(m, info) {
   const recipe = info.recipe || {};
-  const trained = [recipe.method && `method ${recipe.method}`, recipe.arch && `${recipe.arch} preset`, recipe.epochs && `${recipe.epochs} epochs`]
+  const method = methodName(info);
+  const trained = [method && `method ${method}`, recipe.arch && `${recipe.arch} preset`, recipe.epochs && `${recipe.epochs} epochs`]
     .filter(Boolean).join(', ');
   const validation = Object.entries((info.metrics && info.metrics.validation) || {})
     .filter(([k, v]) => k.startsWith('val_') && typeof v === 'number' && !k.endsWith('_images'))
@@ -535,6 +554,7 @@ function modelSummary(m, info) {
 }
 
 function showModel(m) {
+  $('#model-info').textContent = MODELS.map((x) => `${x.label}: ${plainDescription(x, infos[x.key])}`).join(' ');
   const card = $(`#card-${m.key}`);
   card.querySelector('.model-name').textContent = m.name || m.label;
   card.querySelector('.model-kind').textContent = m.name ? `(your file, as ${infos[m.key].detector === 'atd' ? 'ATD' : 'MSP'})` : card.dataset.kind;
@@ -566,7 +586,7 @@ for (const input of document.querySelectorAll('.model-file')) {
     cancelAttack('cancelled: a model was changed');
     worker.postMessage({ type: 'stop' });
     $(`#card-${m.key} .model-card`).textContent = `loading ${file.name}…`;
-    worker.postMessage({ type: 'model', key: m.key, name: file.name, bytes: await file.arrayBuffer(), prefer: m.prefer });
+    worker.postMessage({ type: 'model', key: m.key, name: file.name, bytes: await file.arrayBuffer() });
   });
 }
 for (const button of document.querySelectorAll('.shipped-model')) {

@@ -137,7 +137,8 @@ const handlers = {
     const bytes = new Uint8Array(msg.bytes);
     try {
       const runnable = JSON.parse(atd.runnable_detectors(bytes));
-      const head = msg.prefer.find((h) => runnable.includes(h));
+      // A file's discriminator when it has one (ATD, or an OpenGAN baseline), else its MSP.
+      const head = runnable.includes('atd') ? 'atd' : 'msp';
       const detector = await atd.Detector.load(bytes, head, engineNow);
       const old = detectors.get(msg.key);
       detectors.set(msg.key, detector);

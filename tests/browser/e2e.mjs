@@ -470,6 +470,28 @@ await check('bring your own model: a weights file takes a slot with its card and
   } finally { await browser.close(); }
 });
 
+await check('the paper\'s baselines in the page: HAT (a classifier) as MSP beside OpenGAN-fea (a discriminator) as its discriminator, each named on its card, attacked live', async () => {
+  const { browser, page, logs } = await openPage(false);
+  try {
+    // The files `pkg-scripts/train-baselines.sh` trains and the repository keeps.
+    const slots = [
+      { key: 'atd', file: join(root, 'checkpoints', 'hat', 'extractor.safetensors'), card: /^extractor\.safetensors: classifier, MSP · method hat, small preset, 15 epochs · validation: .* · threshold 0\.\d{3}/ },
+      { key: 'baseline', file: join(root, 'checkpoints', 'opengan-fea', 'atd.safetensors'), card: /^atd\.safetensors: ATD discriminator · method OpenGAN-fea, 10 epochs · validation: .* · threshold 0\.\d{3}/ },
+    ];
+    for (const slot of slots) {
+      await page.setInputFiles(`#card-${slot.key} .model-file`, slot.file);
+      await page.waitForFunction((key) => !/^loading/.test(document.querySelector(`#card-${key} .model-card`).textContent), slot.key, { timeout: 60000 });
+      const card = await page.textContent(`#card-${slot.key} .model-card`);
+      assert(slot.card.test(card), `${slot.key} slot card: ${card}`);
+    }
+    const footer = await page.textContent('#model-info');
+    assert(/ATD: .*\(helper-based adversarial training, HAT\).* Baseline: .*trained without attacks .*\(OpenGAN\)/.test(footer), `footer: ${footer}`);
+    // A live attack on both: the scores move the requested way, the result stays in the eps ball.
+    summary.baselines = await attackFlow(page, 3, 'baselines');
+    assert(!logs.some((l) => l.startsWith('pageerror')), logs.join('\n'));
+  } finally { await browser.close(); }
+});
+
 await check('the GPU device lost mid-attack: the page says so, goes on on the CPU engine, the next image works', async () => {
   const { browser, page, logs } = await openPage(true, 'gpu');
   try {
