@@ -122,6 +122,8 @@ fn report_writes_the_tables_and_figures() {
         "| OpenGAN-fea (atd) | PGD-2 |",
         "| OpenGAN-fea (atd) | 0.",
         "| 0.930 / 0.940 / 0.928 |",
+        // The paper's OpenGAN rows were scored in training mode, ours in eval mode: said once.
+        "The paper scored its OpenGAN rows in training mode",
         "## Table 4",
         // ATD and OSAD each attacked on the classifier and on the detector, beside the paper.
         "| ATD (atd) | PGD-2 on the classifier |",

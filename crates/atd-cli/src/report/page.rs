@@ -136,6 +136,16 @@ pub(super) fn markdown(
         s,
         "\nThe paper's CIFAR-100 columns (CIFAR-100 as the in-distribution set) are not reproduced: the data pack has no CIFAR-100 training split."
     );
+    if rows.iter().any(|r| r.method.starts_with("OpenGAN")) {
+        // The paper's Sec. 4.1: OpenGAN's own guideline scores in training mode, which the paper
+        // kept for its OpenGAN rows and calls a leak between the images of a batch.
+        let _ = writeln!(
+            s,
+            "\nThe paper scored its OpenGAN rows in training mode, as OpenGAN's code does (BatchNorm statistics from the batch being scored, \
+             which the paper notes leaks information between the images scored together); every row here, OpenGAN's included, is scored \
+             in eval mode, one image independent of the others."
+        );
+    }
     let _ = writeln!(
         s,
         "\nThe paper's models are PreActResNet-18 extractors trained for many GPU hours; ours are the small CPU-trained models \
