@@ -42,6 +42,7 @@ fn report_writes_the_tables_and_figures() {
     let page = temp("report").join("results.md");
     std::fs::create_dir_all(page.parent().unwrap()).unwrap();
     let cache = temp("report-cache");
+    let no_ablation = temp("report-ablation").join("ablation.json");
     let report_args = |cache: &Path| -> Vec<String> {
         [
             "report",
@@ -75,6 +76,8 @@ fn report_writes_the_tables_and_figures() {
             "2",
             "--cache-dir",
             cache.to_str().unwrap(),
+            "--ablation",
+            no_ablation.to_str().unwrap(),
         ]
         .into_iter()
         .chain(tiny_eval_data(data.to_str().unwrap(), "24"))
@@ -142,6 +145,13 @@ fn report_writes_the_tables_and_figures() {
         assert!(md.contains(needle), "results.md lacks {needle:?}:\n{md}");
     }
     assert!(md.contains(&format!("Not trained yet: `{}`", untrained.display())), "{md}");
+    assert!(
+        md.contains(&format!(
+            "## Table 3: ablation of ATD (AUROC)\n\nNot measured: `{}` does not exist",
+            no_ablation.display()
+        )),
+        "{md}"
+    );
     assert!(!md.contains("| OpenGAN-fea (msp)"), "a discriminator baseline is reported on its own score only:\n{md}");
     for figure in ["auroc-vs-eps", "histogram-atd", "histogram-standard-msp", "roc"] {
         let path = page.parent().unwrap().join("figures").join(format!("{figure}.png"));

@@ -300,4 +300,21 @@ fn opengan_pixel_trains_its_backbone_and_image_generator_on_pixels_and_resumes_e
     let extractor = standard_extractor().join("extractor.safetensors");
     let (ok, _, err) = train_with(&temp("pixel-both"), &["--extractor", extractor.to_str().unwrap()]);
     assert!(!ok && err.contains("--extractor"), "{err}");
+
+    // Table 3's pixel variants: attacked like ATD, and with the generated images attacked too
+    // (same seed and data, so only that attack separates the two discriminators).
+    let attacked_with = |out: &Path, extra: &[&str]| {
+        let mut args = atd_args(data, "", out.to_str().unwrap(), "1");
+        args.drain(2..4);
+        args.extend(["--pixel", "tiny"]);
+        args.extend(extra);
+        let (ok, stdout, err) = atd(&args);
+        assert!(ok, "{err}");
+        (stdout + &err, exported(out))
+    };
+    let (_, attacked) = attacked_with(&temp("pixel-attacked"), &[]);
+    let (said, both) = attacked_with(&temp("pixel-attack-generated"), &["--attack-generated", "0.03"]);
+    assert!(said.contains("generated images attacked too"), "{said}");
+    let key = "discriminator.output.weight";
+    assert_ne!(attacked[key], both[key], "attacking the generated images changed nothing");
 }

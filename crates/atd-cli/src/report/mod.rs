@@ -74,6 +74,11 @@ pub struct ReportOptions {
     /// training run, so a report interrupted on one machine resumes on another.
     #[arg(long, default_value = "checkpoints/report-cache")]
     pub cache_dir: PathBuf,
+    /// The ablation (paper Table 3) as `pkg-scripts/ablation.sh` measured it, printed as Table 3
+    /// with the file and digest of every variant: that script trains and attacks the variants
+    /// (about two CPU hours), not the report. Said to be missing when the file does not exist.
+    #[arg(long, default_value = "docs/ablation.json")]
+    pub ablation: PathBuf,
 }
 
 /// The row name of the ATD trained by the paper's recipe.
@@ -305,6 +310,7 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
     let started = Instant::now();
     let cache = EvalCache::new(opts.cache_dir.clone());
     let data = &EvalData { in_set: data.in_set, out_sets: data.out_sets, cache: Some(&cache) };
+    let ablation = page::read_ablation(&opts.ablation)?;
     let figures_dir = opts.page.parent().unwrap_or(Path::new(".")).join("figures");
     std::fs::create_dir_all(&figures_dir).with_context(|| format!("creating {}", figures_dir.display()))?;
     let atd = Model::load(&opts.atd, device)?.valid();
@@ -510,6 +516,7 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
         paper_recipe: paper_recipe_runs.as_deref(),
         untrained: &untrained,
         atom: atom_runs.as_deref(),
+        ablation: ablation.as_ref(),
     };
     let sources: Vec<&Source> = [Some(&atd_source), paper_recipe_source.as_ref(), Some(&standard_source)]
         .into_iter()
@@ -529,6 +536,7 @@ fn write_report(opts: &ReportOptions, data: &EvalData, device: &Device) -> anyho
         "transfer": transfers,
         "classification_attack": classification,
         "table4": table4.iter().map(|t| json!({"model": t.model, "classification_attack": t.classification, "detection_attack": t.detection})).collect::<Vec<_>>(),
+        "table3_ablation": ablation,
         "table5_atom": atom_runs.as_ref().map(|runs| json!({"source": atom_source, "evaluations": runs})),
         "checks": checks,
         "auroc_vs_eps": sweep,

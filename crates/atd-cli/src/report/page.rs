@@ -18,6 +18,76 @@ pub(super) struct Tables<'a> {
     pub untrained: &'a [std::path::PathBuf],
     /// ATOM's evaluations under ATD's attacks (Table 5), when its file exists.
     pub atom: Option<&'a [Evaluation]>,
+    /// `pkg-scripts/ablation.sh`'s results (Table 3), when they exist.
+    pub ablation: Option<&'a serde_json::Value>,
+}
+
+/// `pkg-scripts/ablation.sh`'s summary (docs/ablation.json), or None when it was never run.
+pub(super) fn read_ablation(path: &std::path::Path) -> anyhow::Result<Option<serde_json::Value>> {
+    use anyhow::Context as _;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not the JSON pkg-scripts/ablation.sh writes", path.display()))?;
+    table3(&value, path)
+        .with_context(|| format!("{}: not the summary pkg-scripts/ablation.sh writes", path.display()))?;
+    Ok(Some(value))
+}
+
+/// Table 3 from the ablation summary at `path`: one row per measured variant (its file, digest and
+/// mean AUROC in the four settings, the paper's row beside it), then the variants not measured.
+pub(super) fn table3(ablation: &serde_json::Value, path: &std::path::Path) -> anyhow::Result<String> {
+    let field = |v: &serde_json::Value, key: &str| -> anyhow::Result<String> {
+        v[key].as_str().map(str::to_string).ok_or_else(|| anyhow::anyhow!("no string field {key:?}"))
+    };
+    let eval = &ablation["evaluation"];
+    let mut s = format!(
+        "Measured by `pkg-scripts/ablation.sh` on {} ({}), not by this run: each variant trained with `atd train atd {}` on `{}`'s extractor unless it says otherwise, then attacked end to end with PGD-{} on the first {} CIFAR-10 test images and the first {} of each OOD set. Mean AUROC over the OOD sets; the paper's Table 3 (HAT extractor, full training) beside it.\n\n\
+         | variant | file (digest) | Clean | In | Out | In-and-Out | paper: Clean / In / Out / In-and-Out |\n|---|---|---|---|---|---|---|\n",
+        field(ablation, "date")?,
+        path.display(),
+        field(ablation, "recipe")?,
+        field(ablation, "extractor")?,
+        eval["steps"],
+        eval["limit"],
+        eval["out_limit"],
+    );
+    let variants = ablation["variants"].as_array().ok_or_else(|| anyhow::anyhow!("no variants list"))?;
+    for v in variants {
+        let average = v["evaluation"]["average"].as_array().filter(|a| a.len() == 4);
+        let average = average.ok_or_else(|| anyhow::anyhow!("a variant without four averaged settings"))?;
+        let auroc = average
+            .iter()
+            .map(|m| {
+                m["auroc"]
+                    .as_f64()
+                    .map(|a| format!("{a:.3}"))
+                    .ok_or_else(|| anyhow::anyhow!("an AUROC is not a number"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let paper = match v["paper"].as_array() {
+            Some(p) => {
+                p.iter().map(|x| format!("{:.3}", x.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join(" / ")
+            }
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | `{}` (`{}`) | {} | {paper} |",
+            field(v, "description")?,
+            field(v, "file")?,
+            field(v, "digest")?,
+            auroc.join(" | ")
+        );
+    }
+    let pending: Vec<&str> = ablation["pending"].as_array().into_iter().flatten().filter_map(|p| p.as_str()).collect();
+    if !pending.is_empty() {
+        let _ = writeln!(s, "\nNot measured yet (rerun `pkg-scripts/ablation.sh`): {}.", pending.join("; "));
+    }
+    Ok(s)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -210,6 +280,20 @@ pub(super) fn markdown(
          (lowest transferred In-and-Out AUROC {weakest:.3}, white-box {white_box:.3}).\n"
     );
 
+    let _ = writeln!(s, "## Table 3: ablation of ATD (AUROC)\n");
+    match atd_tables.ablation {
+        Some(ablation) => {
+            let _ = writeln!(s, "{}", table3(ablation, &opts.ablation).expect("checked when read"));
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "Not measured: `{}` does not exist. `pkg-scripts/ablation.sh` trains and attacks the variants (about two CPU hours) and writes it.\n",
+                opts.ablation.display()
+            );
+        }
+    }
+
     let _ = writeln!(s, "## Table 4: attacking the classifier vs attacking the detector\n");
     let acc = |a: Option<f64>| a.map(|a| format!("{a:.3}")).unwrap_or_else(|| "-".into());
     let _ = writeln!(
@@ -305,4 +389,63 @@ pub(super) fn markdown(
     );
     let _ = writeln!(s, "ROC curves, all OOD sets pooled:\n\n![ROC](figures/roc.png)");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn summary(variants: serde_json::Value) -> serde_json::Value {
+        json!({
+            "date": "2026-12-07", "extractor": "web/models/atd.safetensors", "recipe": "--epochs 5",
+            "evaluation": {"limit": 200, "out_limit": 100, "steps": 100},
+            "variants": variants, "pending": ["ATD with a trained generator"],
+        })
+    }
+
+    fn variant(paper: serde_json::Value) -> serde_json::Value {
+        let auroc = |a: f64| json!({"auroc": a, "fpr_at_95_tpr": 0.9, "aupr_in": 0.8, "aupr_out": 0.4});
+        json!({
+            "variant": "no-attack", "description": "no adversarial training", "file": "runs/no-attack/atd.safetensors",
+            "digest": "0123456789abcdef", "paper": paper,
+            "evaluation": {"average": [auroc(0.61), auroc(0.42), auroc(0.5), auroc(0.254)]},
+        })
+    }
+
+    #[test]
+    fn table3_prints_each_variant_with_its_file_and_the_paper_row_and_what_is_missing() {
+        let path = std::path::Path::new("docs/ablation.json");
+        let table = table3(&summary(json!([variant(json!([0.947, 0.741, 0.72, 0.511]))])), path).unwrap();
+        assert!(
+            table.contains("| no adversarial training | `runs/no-attack/atd.safetensors` (`0123456789abcdef`) | 0.610 | 0.420 | 0.500 | 0.254 | 0.947 / 0.741 / 0.720 / 0.511 |"),
+            "{table}"
+        );
+        assert!(table.contains("PGD-100 on the first 200 CIFAR-10 test images and the first 100"), "{table}");
+        assert!(
+            table.contains("Not measured yet (rerun `pkg-scripts/ablation.sh`): ATD with a trained generator."),
+            "{table}"
+        );
+        // A variant of ours with no paper counterpart.
+        let table = table3(&summary(json!([variant(serde_json::Value::Null)])), path).unwrap();
+        assert!(table.contains("| 0.254 | - |"), "{table}");
+    }
+
+    #[test]
+    fn a_damaged_ablation_summary_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("atd-ablation-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ablation.json");
+        assert!(read_ablation(&path).unwrap().is_none(), "a missing summary is not an error");
+        let mut damaged = variant(serde_json::Value::Null);
+        damaged["evaluation"]["average"] = json!([]);
+        for text in ["{ truncated".to_string(), summary(json!([damaged])).to_string()] {
+            std::fs::write(&path, text).unwrap();
+            let err = format!("{:#}", read_ablation(&path).unwrap_err());
+            assert!(err.contains("ablation.json") && err.contains("pkg-scripts/ablation.sh"), "{err}");
+        }
+        std::fs::write(&path, summary(json!([variant(serde_json::Value::Null)])).to_string()).unwrap();
+        assert!(read_ablation(&path).unwrap().is_some());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -61,9 +61,9 @@ pub struct AtdRecipe {
     /// Train without attacking (the OpenGAN-fea baseline).
     #[arg(long)]
     pub no_attack: bool,
-    /// Ablation (paper Table 3): also attack the generated features, with L-infinity PGD of this
-    /// radius in feature space (the generator makes features, not images), pushing D towards
-    /// "in" like the real outliers. Off by default, as in ATD.
+    /// Ablation (paper Table 3): also attack what the generator makes, with L-infinity PGD of
+    /// this radius in its output space (features for ATD; images with `--pixel`, clamped to
+    /// [0, 1]), pushing D towards "in" like the real outliers. Off by default, as in ATD.
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attack_generated: Option<f32>,
@@ -401,14 +401,27 @@ impl AtdTraining {
     /// OpenGAN-pixel's step: D (backbone and layers) one Adam step on the loss of ATD's D over
     /// [in, G(z), outliers] as pixels; then, with a trained generator, G one step on
     /// BCE(D(G(z)), 1) through a frozen copy of D.
-    fn pixel_step(&mut self, r: &AtdRecipe, x_in: Tensor<4>, x_out: Tensor<4>, seed: u64) -> StepStats {
+    fn pixel_step(
+        &mut self,
+        r: &AtdRecipe,
+        attacker: &Model,
+        x_in: Tensor<4>,
+        x_out: Tensor<4>,
+        seed: u64,
+    ) -> StepStats {
         let n = x_in.dims()[0];
         let generator = self.model.net.image_generator.take().expect("built with --pixel");
         let generator = match r.generator {
             GeneratorMode::Frozen => generator.no_grad(),
             GeneratorMode::Trained => generator,
         };
-        let fake = generator.forward(self.noise(n, seed ^ 0x6E6F)).detach();
+        let mut fake = generator.forward(self.noise(n, seed ^ 0x6E6F)).detach();
+        if let Some(radius) = r.attack_generated {
+            let cfg = PgdConfig::from(AttackSpec::new(radius, r.attack_steps).with_seed((seed ^ 0x4645) as u32));
+            let dims = fake.dims();
+            let images = tensor_from(to_vec(fake), dims, &self.device);
+            fake = Self::attack(attacker, &images, Direction::In, &cfg).autodiff();
+        }
         let z = self.model.score_logit(Detector::Atd, Tensor::cat(vec![x_in.autodiff(), fake, x_out.autodiff()], 0));
         let (loss_d, hits) = discriminator_loss(z, n, r.alpha);
         let loss_value = to_vec(loss_d.clone().detach())[0] as f64;
@@ -483,7 +496,7 @@ impl Training for AtdTraining {
             })
         };
         if r.pixel.is_some() {
-            return Ok(self.pixel_step(&r, x_in, x_out, self.batch_seed(epoch, batch)));
+            return Ok(self.pixel_step(&r, &attacker, x_in, x_out, self.batch_seed(epoch, batch)));
         }
         let feats = attacker.features(Tensor::cat(vec![x_in, x_out], 0));
         let (f_in, f_out) = (feats.clone().narrow(0, 0, n), feats.narrow(0, n, n));
@@ -611,7 +624,8 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
     let mut task = AtdTraining::new(recipe, data_dir, device)?;
     let r = &task.recipe;
     let model = match r.pixel {
-        Some(arch) => format!("OpenGAN-pixel: a {arch:?} discriminator on pixels,"),
+        // Unattacked it is the OpenGAN-pixel baseline; attacked, Table 3's pixel variant of ATD.
+        Some(arch) => format!("{}a {arch:?} discriminator on pixels", if r.no_attack { "OpenGAN-pixel: " } else { "" }),
         None => "ATD".to_string(),
     };
     let attack = match (r.no_attack, r.attack_generated) {
@@ -619,8 +633,10 @@ pub fn train(recipe: AtdRecipe, opts: &RunOptions, data_dir: &Path, device: &Dev
         (true, _) => "no attack: OpenGAN-fea".to_string(),
         (false, None) => format!("PGD-{} at eps {:.5}", r.attack_steps, r.eps),
         (false, Some(radius)) => format!(
-            "PGD-{} at eps {:.5}, ablation: generated features attacked too (radius {radius})",
-            r.attack_steps, r.eps
+            "PGD-{} at eps {:.5}, ablation: generated {} attacked too (radius {radius})",
+            r.attack_steps,
+            r.eps,
+            if r.pixel.is_some() { "images" } else { "features" }
         ),
     };
     let start = r.init.as_ref().map(|p| format!(", starting from {}", p.display())).unwrap_or_default();
