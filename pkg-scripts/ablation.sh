@@ -54,7 +54,7 @@ shift_report=$RUNS/ablation-eval/feature-shift.txt
 [ -s "$shift_report" ] || cargo run -q --release -p atd-train --example feature_shift -- "$shipped" >"$shift_report"
 
 # docs/ablation.md and docs/ablation.json from the variants measured so far (manifest lines:
-# name|file|digest|what|paper|validation AUROC).
+# name|file|digest|what|paper|validation AUROC clean / PGD-10 In-and-Out).
 manifest=$RUNS/ablation-eval/manifest
 : >"$manifest"
 write_pages() {
@@ -72,7 +72,8 @@ for name, weights, digest, what, paper, validation in done:
     details.append(f"## {what}\n\n`{weights}` (digest {digest}): {open(f'docs/ablation/{name}.md').read()}")
     entries.append({"variant": name, "description": what, "file": weights, "digest": digest,
                     "paper": [float(v) for v in paper.split(" / ")] if paper else None,
-                    "validation_auroc": float(validation), "evaluation": result})
+                    "validation_auroc": dict(zip(["clean", "pgd10_in_out"], map(float, validation.split(" / ")))),
+                    "evaluation": result})
 pending = [v.split("|")[2] for v in variants if v.split("|")[0] not in measured]
 fence = "```"
 page = f"""# Ablation of ATD (paper Table 3), at this project's scale
@@ -82,10 +83,11 @@ ATD's extractor (`{shipped}`). Every trained variant: `atd train atd` with {reci
 pack, frozen generator unless said; evaluated with `atd eval <weights> --limit {limit} --out-limit
 {out_limit} --steps {steps}` (end-to-end PGD-{steps} at eps 8/255 on the detector's score; the
 first {limit} CIFAR-10 test images and the first {out_limit} of each of the six OOD sets). Mean
-AUROC over the OOD sets; the validation column is the clean AUROC against held-out Food-101 that
-selected each variant's epoch; the paper column is its Table 3 (HAT extractor, full training).
+AUROC over the OOD sets; the validation column is each variant's AUROC against held-out Food-101
+at its selected epoch, clean (what selected the epoch) and under PGD-10 on both sides; the paper
+column is its Table 3 (HAT extractor, full training).
 
-| variant | Clean | In | Out | In-and-Out | validation AUROC (Food-101) | paper: Clean / In / Out / In-and-Out |
+| variant | Clean | In | Out | In-and-Out | validation AUROC, clean / In-and-Out (Food-101) | paper: Clean / In / Out / In-and-Out |
 |---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
 if pending:
@@ -123,7 +125,7 @@ for v in "${variants[@]}"; do
   fi
   cp "$cached.json" "docs/ablation/$name.json"
   cp "$cached.md" "docs/ablation/$name.md"
-  val=$("$ATD" info "$weights" --json | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["metrics"]["validation"]["val_auroc"])')
+  val=$("$ATD" info "$weights" --json | python3 -c 'import json,sys; v = json.load(sys.stdin)["metrics"]["validation"]; print("%.3f / %.3f" % (v["val_auroc"], v["val_pgd10_in_out_auroc"]))')
   echo "$name|$weights|$digest|$what|$paper|$val" >>"$manifest"
   write_pages
   echo "measured $name: docs/ablation.md"
