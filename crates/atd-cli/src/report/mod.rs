@@ -76,7 +76,7 @@ pub struct ReportOptions {
     pub cache_dir: PathBuf,
     /// The ablation (paper Table 3) as `pkg-scripts/ablation.sh` measured it, printed as Table 3
     /// with the file and digest of every variant: that script trains and attacks the variants
-    /// (about two CPU hours), not the report. Said to be missing when the file does not exist.
+    /// (41 minutes on 2 cores), not the report. Said to be missing when the file does not exist.
     #[arg(long, default_value = "docs/ablation.json")]
     pub ablation: PathBuf,
 }

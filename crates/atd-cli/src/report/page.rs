@@ -37,6 +37,11 @@ pub(super) fn read_ablation(path: &std::path::Path) -> anyhow::Result<Option<ser
     Ok(Some(value))
 }
 
+/// An AUROC of the ablation summary as the tables print it.
+fn three_places(x: &serde_json::Value) -> anyhow::Result<String> {
+    x.as_f64().map(|a| format!("{a:.3}")).ok_or_else(|| anyhow::anyhow!("an AUROC is not a number: {x}"))
+}
+
 /// Table 3 from the ablation summary at `path`: one row per measured variant (its file, digest and
 /// mean AUROC in the four settings, the paper's row beside it), then the variants not measured.
 pub(super) fn table3(ablation: &serde_json::Value, path: &std::path::Path) -> anyhow::Result<String> {
@@ -59,19 +64,9 @@ pub(super) fn table3(ablation: &serde_json::Value, path: &std::path::Path) -> an
     for v in variants {
         let average = v["evaluation"]["average"].as_array().filter(|a| a.len() == 4);
         let average = average.ok_or_else(|| anyhow::anyhow!("a variant without four averaged settings"))?;
-        let auroc = average
-            .iter()
-            .map(|m| {
-                m["auroc"]
-                    .as_f64()
-                    .map(|a| format!("{a:.3}"))
-                    .ok_or_else(|| anyhow::anyhow!("an AUROC is not a number"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let auroc = average.iter().map(|m| three_places(&m["auroc"])).collect::<anyhow::Result<Vec<_>>>()?;
         let paper = match v["paper"].as_array() {
-            Some(p) => {
-                p.iter().map(|x| format!("{:.3}", x.as_f64().unwrap_or(f64::NAN))).collect::<Vec<_>>().join(" / ")
-            }
+            Some(p) => p.iter().map(three_places).collect::<anyhow::Result<Vec<_>>>()?.join(" / "),
             None => "-".into(),
         };
         let _ = writeln!(
@@ -288,7 +283,7 @@ pub(super) fn markdown(
         None => {
             let _ = writeln!(
                 s,
-                "Not measured: `{}` does not exist. `pkg-scripts/ablation.sh` trains and attacks the variants (about two CPU hours) and writes it.\n",
+                "Not measured: `{}` does not exist. `pkg-scripts/ablation.sh` trains and attacks the variants (41 minutes on 2 cores) and writes it.\n",
                 opts.ablation.display()
             );
         }
@@ -439,7 +434,13 @@ mod tests {
         assert!(read_ablation(&path).unwrap().is_none(), "a missing summary is not an error");
         let mut damaged = variant(serde_json::Value::Null);
         damaged["evaluation"]["average"] = json!([]);
-        for text in ["{ truncated".to_string(), summary(json!([damaged])).to_string()] {
+        let mut paper_not_numbers = variant(json!(["0.9", 0.7, 0.6, 0.5]));
+        paper_not_numbers["variant"] = json!("quoted");
+        for text in [
+            "{ truncated".to_string(),
+            summary(json!([damaged])).to_string(),
+            summary(json!([paper_not_numbers])).to_string(),
+        ] {
             std::fs::write(&path, text).unwrap();
             let err = format!("{:#}", read_ablation(&path).unwrap_err());
             assert!(err.contains("ablation.json") && err.contains("pkg-scripts/ablation.sh"), "{err}");
